@@ -8,7 +8,7 @@ PACKAGES="
 build-essential pkg-config meson ninja-build git
 libglib2.0-dev liburing-dev
 libucx-dev ucx-utils rdma-core libibverbs-dev librdmacm-dev libibumad-dev
-libvirt-daemon-system libvirt-clients libvirt-dev libxml2-utils
+libvirt-daemon-system libvirt-clients libvirt-dev libxml2-utils libjson-glib-dev
 dpkg-dev devscripts
 python3 python3-venv libfdt-dev libcapstone-dev libpixman-1-dev libslirp-dev
 zlib1g-dev libseccomp-dev libcap-ng-dev libaio-dev ccache

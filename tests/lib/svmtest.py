@@ -172,3 +172,94 @@ def main(test_fn):
         print(f"FAIL: {e}", file=sys.stderr, flush=True)
         sys.exit(1)
     print("PASS", flush=True)
+
+
+# --- the test guest (guest/run-guest) -------------------------------------
+
+RUN_GUEST = os.path.join(SOURCE_ROOT, "guest", "run-guest")
+
+# guest/run-guest's exit codes (see guest/README.md).
+GUEST_OK = 0
+GUEST_VERIFY_FAILED = 1
+GUEST_USAGE = 2
+GUEST_DEADLINE = 3
+GUEST_NO_RESULT = 4
+GUEST_QEMU_DIED = 5
+GUEST_CMD_FAILED = 6
+GUEST_SETUP = 7
+
+
+def parse_results(text):
+    """{workload: [{key: value}, ...]} from the SPLITVM-RESULT lines in text.
+
+    Values stay strings; a workload that ran several times (e.g. two
+    memverify processes in parallel) has several entries, in output order.
+    """
+    results = {}
+    for line in text.splitlines():
+        pos = line.find("SPLITVM-RESULT ")
+        if pos < 0:
+            continue
+        words = line[pos:].split()
+        if len(words) < 2:
+            continue
+        fields = dict(w.split("=", 1) for w in words[2:] if "=" in w)
+        results.setdefault(words[1], []).append(fields)
+    return results
+
+
+class GuestRun(tuple):
+    """(rc, results) as returned by run_guest(); also .stdout, .stderr, .argv."""
+
+    def __new__(cls, rc, results, stdout, stderr, argv):
+        self = super().__new__(cls, (rc, results))
+        self.rc, self.results = rc, results
+        self.stdout, self.stderr, self.argv = stdout, stderr, argv
+        return self
+
+
+def guest_argv(run, mem="1G", smp=1, deadline=300, serial_log=None, qmp=None,
+               qemu_args=(), append=None, allow_no_result=False, qemu=None,
+               build_dir=None, verbose=False):
+    """guest/run-guest's command line (for tests that start it themselves,
+    e.g. with process() to talk QMP to the guest while it runs)."""
+    argv = [RUN_GUEST, "--qemu", qemu or qemu_path(),
+            "--build-dir", build_dir or BUILD_ROOT,
+            "--mem", str(mem), "--smp", str(smp),
+            "--deadline", str(int(deadline)), "--run", run]
+    if serial_log:
+        argv += ["--serial-log", serial_log]
+    if qmp:
+        argv += ["--qmp", qmp]
+    if append:
+        argv += ["--append", append]
+    if allow_no_result:
+        argv.append("--allow-no-result")
+    if verbose:
+        argv.append("-v")
+    if qemu_args:
+        argv += ["--"] + list(qemu_args)
+    return argv
+
+
+def run_guest(run, deadline=300, **kw):
+    """Boot the test guest, run `run` in it (';' = in sequence, '&' = in
+    parallel), wait for it (at most the deadline) and return
+    GuestRun(rc, results): rc is run-guest's exit code (GUEST_OK ...),
+    results is parse_results() of the result lines.  Keyword arguments are
+    those of guest_argv()."""
+    argv = guest_argv(run, deadline=deadline, **kw)
+    log(f"run-guest: {run!r} (deadline {deadline} s)")
+    with process(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                 text=True) as p:
+        try:
+            out, err = p.communicate(timeout=deadline + 30)
+        except subprocess.TimeoutExpired:
+            fail(f"run-guest did not return within {deadline + 30} s "
+                 f"(its own deadline was {deadline} s)")
+    for line in err.splitlines():
+        log(f"  {line}")
+    for line in out.splitlines():
+        log(f"  {line}")
+    log(f"run-guest exited {p.returncode}")
+    return GuestRun(p.returncode, parse_results(out), out, err, argv)
