@@ -145,3 +145,10 @@ ninja -C "$WORK/build" install >"$WORK/install.log" 2>&1 \
 touch "$OUT/.complete"
 rm -rf "$WORK"
 echo "qemu: installed $OUT"
+
+# Keep the cache bounded: the newest few builds stay (checkouts on other
+# branches may still use them), older ones go.
+ls -1dt "$CACHE"/qemu-*/ 2>/dev/null | tail -n +"$((${SPLITVM_QEMU_KEEP:-4} + 1))" | while read -r old; do
+    echo "qemu: pruning old build $old"
+    rm -rf "$old"
+done
