@@ -3,9 +3,12 @@
 # Build the guest's initramfs: a gzip'd newc cpio holding busybox (with its
 # applet symlinks), our /init and the static workloads.
 #
-#   build-initramfs.sh --output FILE --init FILE [--busybox PATH] WORKLOAD...
+#   build-initramfs.sh --output FILE --init FILE [--busybox PATH]
+#                      [--kernel-path-file FILE] WORKLOAD...
 #
-# Workloads land in /usr/local/bin.  Everything must be statically linked
+# Workloads land in /usr/local/bin.  With --kernel-path-file (written by
+# find-kernel.sh) the ACPI power-button modules of that very kernel are
+# added, so `virsh shutdown` reaches the guest's acpid.  Everything must be statically linked
 # (the archive has no shared libraries); that is checked.  Needs no root:
 # the one device node the kernel wants before /init runs (/dev/console) is
 # written as a raw newc entry and appended as a second archive, which the
@@ -18,15 +21,17 @@ die() {
 }
 
 usage() {
-    sed -n '3,12s/^# \{0,1\}//p' "$0"
+    sed -n '3,15s/^# \{0,1\}//p' "$0"
 }
 
-output="" init="" busybox=/bin/busybox
+output="" init="" busybox=/bin/busybox kernel_path_file=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --output) [ $# -ge 2 ] || die "--output needs a value"; output=$2; shift 2 ;;
     --init) [ $# -ge 2 ] || die "--init needs a value"; init=$2; shift 2 ;;
     --busybox) [ $# -ge 2 ] || die "--busybox needs a value"; busybox=$2; shift 2 ;;
+    --kernel-path-file) [ $# -ge 2 ] || die "--kernel-path-file needs a value"
+        kernel_path_file=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
     -*) die "unknown option '$1' (try --help)" ;;
@@ -75,6 +80,33 @@ for w in "$@"; do
     cp "$w" "$stage/usr/local/bin/"
     chmod 755 "$stage/usr/local/bin/$(basename "$w")"
 done
+# ACPI power button -> acpid -> clean power-off (virsh shutdown).  The
+# modules must match the kernel exactly, so they come from its own tree.
+if [ -n "$kernel_path_file" ]; then
+    kernel=$(cat "$kernel_path_file") || die "cannot read '$kernel_path_file'"
+    kver=${kernel##*/vmlinuz-}
+    mkdir -p "$stage/lib/modules" "$stage/etc/acpi/PWRF"
+    for m in drivers/input/evdev drivers/acpi/button; do
+        src=/lib/modules/$kver/kernel/$m.ko
+        if [ -f "$src" ]; then
+            cp "$src" "$stage/lib/modules/"
+        elif [ -f "$src.xz" ]; then
+            xz -dc "$src.xz" > "$stage/lib/modules/${m##*/}.ko"
+        else
+            die "kernel module $src not found (is linux-image-$kver fully installed?)"
+        fi
+    done
+    cat > "$stage/etc/acpi/PWRF/00000080" <<'ACPI'
+#!/bin/sh
+# Power button (virsh shutdown, system_powerdown): stop the workloads and
+# power off cleanly.
+echo "SPLITVM-GUEST-SHUTDOWN reason=acpi-power-button" > /dev/console
+kill -TERM -1 2>/dev/null
+sync
+poweroff -f
+ACPI
+    chmod 755 "$stage/etc/acpi/PWRF/00000080"
+fi
 cat > "$stage/etc/profile" <<'PROFILE'
 export PATH=/usr/local/bin:/bin:/sbin:/usr/bin:/usr/sbin
 PS1='splitvm-guest# '
