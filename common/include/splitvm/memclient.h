@@ -8,7 +8,8 @@
  * above this header.
  *
  * The page hot path returns 0 or a negative errno (no GError allocation);
- * setup and control calls report a GError naming what went wrong.
+ * setup and control calls report a GError naming what went wrong (domain
+ * G_IO_ERROR; a refused secret is G_IO_ERROR_PERMISSION_DENIED).
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -19,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <glib.h>
+#include <gio/gio.h>    /* errors are in the G_IO_ERROR domain */
 
 #define SVM_PAGE_SIZE       4096u
 #define SVM_MAX_BATCH       64u     /* pages per READ/WRITE/DISCARD request */
@@ -52,6 +54,7 @@ typedef struct SvmMemServerStats {
     uint64_t server_pages_stored;   /* all namespaces */
     uint64_t server_capacity_pages;
     uint64_t requests, errors, bytes_in, bytes_out;
+    uint64_t server_metadata_bytes;  /* store tables in server memory */
 } SvmMemServerStats;
 
 /* Connect, negotiate the version, authenticate and attach.  NULL + errp on failure. */
