@@ -20,6 +20,10 @@
 
 typedef struct SvmPager SvmPager;
 
+/* GError domain of the pager; codes are errno values (EINVAL, ETIMEDOUT...). */
+#define SVM_PAGER_ERROR svm_pager_error_quark()
+GQuark svm_pager_error_quark(void);
+
 typedef enum SvmPagerEventKind {
     SVM_PAGER_EVENT_SERVER_LOST,    /* faults on pages of `server` are blocked */
     SVM_PAGER_EVENT_SERVER_BACK,    /* `server` answers again; faults resume */

@@ -1,0 +1,352 @@
+/*
+ * Budget enforcement and eviction.
+ *
+ * A page leaves in an order that cannot lose a write:
+ *   own it (BUSY) -> write-protect (if mapped) -> copy it out of the memfd
+ *   -> write it to its server and wait for the ack -> punch the hole
+ *   -> release and wake.
+ * A write that races with this blocks in a WP (or MINOR) fault on a BUSY
+ * page; it is woken only after the punch, refaults MISSING and is filled
+ * from the server copy that already holds everything written before the
+ * write-protect.  Clean pages (server copy or zero still valid) are only
+ * punched.  If the write-back fails the page stays dirty and mapped.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "pager-internal.h"
+#include "uffd.h"
+
+static uint64_t headroom(uint64_t budget)
+{
+    uint64_t h = budget / 8;
+
+    if (h > 64) {
+        h = 64;
+    }
+    return h ? h : 1;
+}
+
+/* The evictor starts above this... */
+static uint64_t high_mark(uint64_t budget)
+{
+    return budget - headroom(budget) / 2;
+}
+
+/* ...and evicts down to this, so fills rarely wait. */
+static uint64_t low_mark(uint64_t budget)
+{
+    return budget - headroom(budget);
+}
+
+void svm_evict_kick(SvmPager *p)
+{
+    pthread_mutex_lock(&p->room_lock);
+    p->evict_kicked = true;
+    pthread_cond_signal(&p->evict_cond);
+    pthread_mutex_unlock(&p->room_lock);
+}
+
+static void timed_wait(pthread_cond_t *c, pthread_mutex_t *m, unsigned ms)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000;
+    ts.tv_sec += ms / 1000 + ts.tv_nsec / 1000000000;
+    ts.tv_nsec %= 1000000000;
+    pthread_cond_timedwait(c, m, &ts);
+}
+
+bool svm_budget_reserve(SvmPager *p, uint64_t n, bool wait)
+{
+    for (;;) {
+        uint64_t r = atomic_load(&p->resident);
+        uint64_t b = atomic_load(&p->budget_pages);
+
+        if (r + n <= b) {
+            if (atomic_compare_exchange_weak(&p->resident, &r, r + n)) {
+                if (r + n > high_mark(b)) {
+                    svm_evict_kick(p);
+                }
+                return true;
+            }
+            continue;
+        }
+        if (!wait || atomic_load(&p->stopping)) {
+            return false;
+        }
+        svm_evict_kick(p);
+        pthread_mutex_lock(&p->room_lock);
+        while (atomic_load(&p->resident) + n > atomic_load(&p->budget_pages) &&
+               !atomic_load(&p->stopping)) {
+            timed_wait(&p->room_cond, &p->room_lock, 100);
+        }
+        pthread_mutex_unlock(&p->room_lock);
+    }
+}
+
+void svm_budget_unreserve(SvmPager *p, uint64_t n)
+{
+    svm_stat_sub(&p->resident, n);
+    pthread_mutex_lock(&p->room_lock);
+    pthread_cond_broadcast(&p->room_cond);
+    pthread_mutex_unlock(&p->room_lock);
+}
+
+bool svm_evict_wait_below(SvmPager *p, uint64_t pages, unsigned timeout_ms)
+{
+    uint64_t deadline = svm_now_ns() + (uint64_t)timeout_ms * 1000000;
+    bool ok;
+
+    pthread_mutex_lock(&p->room_lock);
+    while (!(ok = atomic_load(&p->resident) <= pages) &&
+           !atomic_load(&p->stopping) && svm_now_ns() < deadline) {
+        p->evict_kicked = true;
+        pthread_cond_signal(&p->evict_cond);
+        timed_wait(&p->room_cond, &p->room_lock, 50);
+    }
+    pthread_mutex_unlock(&p->room_lock);
+    return ok;
+}
+
+/* CLOCK callbacks */
+
+static uint8_t second_chance(void *opaque, uint64_t page, uint8_t s)
+{
+    SvmPager *p = opaque;
+
+    /*
+     * Unmap it (it stays in the page cache) so the next access raises a
+     * MINOR fault that sets REF again: that is how reads are seen.
+     */
+    if (p->minor && svm_pt_where(s) == PT_MAPPED &&
+        madvise(svm_page_addr(p, page), SVM_PAGE, MADV_DONTNEED) == 0) {
+        return (s & ~(PT_WHERE_MASK | PT_REF)) | PT_CACHED;
+    }
+    return s & ~PT_REF;
+}
+
+static bool evictable(void *opaque, uint64_t page, uint8_t s)
+{
+    SvmPager *p = opaque;
+
+    /* dirty pages of an unreachable server cannot be written back now */
+    return !(s & PT_DIRTY) || !atomic_load(&svm_remote_server(p, page)->down);
+}
+
+static void clock_wake(void *opaque, uint64_t page)
+{
+    SvmPager *p = opaque;
+
+    svm_uffd_wake(p->uffd, svm_page_addr(p, page), SVM_PAGE);
+}
+
+/* Give a victim back unchanged (eviction failed). */
+static void abort_victim(SvmPager *p, uint64_t page, uint8_t s, bool wp_armed)
+{
+    if (wp_armed) {
+        /* undo our write-protect; this also wakes blocked writers */
+        svm_uffd_writeprotect(p->uffd, svm_page_addr(p, page), SVM_PAGE,
+                              false, false);
+    }
+    svm_pager_release(p, page, s);
+}
+
+static void punch(SvmPager *p, uint64_t first, uint64_t n)
+{
+    if (fallocate(p->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                  (off_t)(first * SVM_PAGE), (off_t)(n * SVM_PAGE)) < 0) {
+        /* cannot happen on a memfd; the page then simply stays in memory */
+        svm_pager_log(p, "punching pages %" PRIu64 "+%" PRIu64 ": %s", first,
+                      n, strerror(errno));
+    }
+}
+
+static void evict_batch(SvmPager *p, uint64_t *pages, uint8_t *states,
+                        unsigned n)
+{
+    bool ok[SVM_EVICT_BATCH];
+    bool wp[SVM_EVICT_BATCH];
+    bool written[SVM_EVICT_BATCH];
+    unsigned slot[SVM_EVICT_BATCH];
+    unsigned ndirty = 0;
+
+    /* 1. freeze dirty pages and copy them out */
+    for (unsigned i = 0; i < n; i++) {
+        ok[i] = true;       /* for a dirty page: copied out, not yet written */
+        wp[i] = false;
+        written[i] = false;
+        if (!(states[i] & PT_DIRTY)) {
+            continue;
+        }
+        if (svm_pt_where(states[i]) == PT_MAPPED) {
+            /* (the kernel refuses DONTWAKE together with WP) */
+            int ret = svm_uffd_writeprotect(p->uffd, svm_page_addr(p, pages[i]),
+                                            SVM_PAGE, true, false);
+            if (ret < 0) {
+                svm_pager_log(p, "write-protect of page %" PRIu64 ": %s",
+                              pages[i], strerror(-ret));
+                ok[i] = false;
+                continue;
+            }
+            wp[i] = true;
+        }
+        slot[i] = ndirty++;
+        if (pread(p->memfd, p->evict_buf + (size_t)slot[i] * SVM_PAGE, SVM_PAGE,
+                  (off_t)(pages[i] * SVM_PAGE)) != SVM_PAGE) {
+            svm_pager_log(p, "reading page %" PRIu64 " from the memfd: %s",
+                          pages[i], strerror(errno));
+            ok[i] = false;
+        }
+    }
+
+    /* 2. write back per server, waiting for the ack */
+    for (unsigned si = 0; si < p->nservers && ndirty; si++) {
+        SvmServer *s = &p->servers[si];
+        uint64_t wpages[SVM_EVICT_BATCH];
+        const void *bufs[SVM_EVICT_BATCH];
+        unsigned idx[SVM_EVICT_BATCH];
+        unsigned k = 0;
+        int ret;
+
+        for (unsigned i = 0; i < n; i++) {
+            if ((states[i] & PT_DIRTY) && ok[i] &&
+                svm_remote_server(p, pages[i]) == s) {
+                idx[k] = i;
+                wpages[k] = pages[i];
+                bufs[k] = p->evict_buf + (size_t)slot[i] * SVM_PAGE;
+                k++;
+            }
+        }
+        if (k == 0) {
+            continue;
+        }
+        ret = svm_remote_write(p, s, wpages, k, bufs);
+        if (ret < 0) {
+            continue;
+        }
+        for (unsigned j = 0; j < k; j++) {
+            written[idx[j]] = true;
+        }
+        svm_stat_add(&p->writebacks, k);
+        svm_stat_add(&p->bytes_out, (uint64_t)k * SVM_PAGE);
+    }
+
+    /* 3. punch (runs of consecutive pages at once), then release */
+    for (unsigned i = 0; i < n; i++) {
+        /* a dirty page leaves only once its server acknowledged it */
+        ok[i] = ok[i] && (!(states[i] & PT_DIRTY) || written[i]);
+    }
+    for (unsigned i = 0; i < n;) {
+        unsigned j = i + 1;
+
+        if (!ok[i]) {
+            i++;
+            continue;
+        }
+        while (j < n && ok[j] && pages[j] == pages[j - 1] + 1) {
+            j++;
+        }
+        punch(p, pages[i], j - i);
+        i = j;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        uint8_t s = states[i], ns;
+
+        if (!ok[i]) {
+            abort_victim(p, pages[i], s, wp[i]);
+            continue;
+        }
+        ns = PT_ABSENT | (s & PT_ONSERVER) | ((s & PT_DIRTY) ? PT_ONSERVER : 0);
+        if (s & PT_DIRTY) {
+            svm_stat_sub(&p->dirty, 1);
+        }
+        if (ns & PT_ONSERVER) {
+            svm_stat_add(&p->remote, 1);
+        }
+        svm_stat_sub(&p->resident, 1);
+        svm_stat_add(&p->evictions, 1);
+        /*
+         * Faults that saw the page BUSY (writers blocked by our WP) wait for
+         * this wake; one read only later finds the page ABSENT and fills it.
+         */
+        svm_pager_release(p, pages[i], ns);
+    }
+}
+
+static void *evict_thread(void *opaque)
+{
+    SvmPager *p = opaque;
+    const SvmClockOps ops = {
+        .second_chance = second_chance,
+        .evictable = evictable,
+        .wake = clock_wake,
+        .opaque = p,
+    };
+    uint64_t victims[SVM_EVICT_BATCH];
+    uint8_t states[SVM_EVICT_BATCH];
+
+    while (!atomic_load(&p->stopping)) {
+        pthread_mutex_lock(&p->room_lock);
+        while (!atomic_load(&p->stopping) && !p->evict_kicked &&
+               (atomic_load(&p->resident) <= high_mark(atomic_load(&p->budget_pages)) ||
+                atomic_load(&p->budget_pages) >= p->npages)) {
+            timed_wait(&p->evict_cond, &p->room_lock, 500);
+        }
+        p->evict_kicked = false;
+        pthread_mutex_unlock(&p->room_lock);
+
+        for (;;) {
+            uint64_t r = atomic_load(&p->resident);
+            uint64_t low = low_mark(atomic_load(&p->budget_pages));
+            unsigned want, n;
+
+            /* all of RAM fits: nothing ever needs to leave */
+            if (atomic_load(&p->stopping) || r <= low ||
+                atomic_load(&p->budget_pages) >= p->npages) {
+                break;
+            }
+            want = r - low < SVM_EVICT_BATCH ? (unsigned)(r - low) : SVM_EVICT_BATCH;
+            n = svm_clock_pick(&p->clock, &p->pt, &ops, want, victims, states,
+                               2 * p->npages);
+            if (n == 0) {
+                /* everything resident is busy or stuck on a lost server */
+                pthread_mutex_lock(&p->room_lock);
+                timed_wait(&p->evict_cond, &p->room_lock, 20);
+                pthread_mutex_unlock(&p->room_lock);
+                continue;
+            }
+            evict_batch(p, victims, states, n);
+            pthread_mutex_lock(&p->room_lock);
+            pthread_cond_broadcast(&p->room_cond);
+            pthread_mutex_unlock(&p->room_lock);
+        }
+    }
+    return NULL;
+}
+
+int svm_evict_start(SvmPager *p)
+{
+    if (pthread_create(&p->evict_thread, NULL, evict_thread, p) != 0) {
+        return -EAGAIN;
+    }
+    pthread_setname_np(p->evict_thread, "svm-evict");
+    p->evict_started = true;
+    return 0;
+}
+
+void svm_evict_stop(SvmPager *p)
+{
+    if (p->evict_started) {
+        svm_evict_kick(p);
+        pthread_join(p->evict_thread, NULL);
+        p->evict_started = false;
+    }
+}

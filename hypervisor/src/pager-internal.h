@@ -1,0 +1,179 @@
+/*
+ * libsplitvm pager internals shared by its source files.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef SVM_PAGER_INTERNAL_H
+#define SVM_PAGER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "splitvm/pager.h"
+#include "splitvm/memclient.h"
+#include "histogram.h"
+#include "pagetable.h"
+#include "policy.h"
+#include "prefetch.h"
+#include "stripe.h"
+
+#define SVM_PAGE 4096u
+#define SVM_FAULT_THREADS 4
+#define SVM_EVICT_BATCH 32u
+#define SVM_PREFETCH_MIN 4u
+#define SVM_PREFETCH_MAX 32u
+#define SVM_PREFETCH_INFLIGHT 64u       /* pages: keeps demand reads from queueing long */
+#define SVM_MIN_BUDGET_PAGES 16u
+
+#define SVM_LOCAL __attribute__((visibility("hidden")))
+
+typedef struct SvmServer {
+    SvmPager *pager;
+    unsigned idx;
+    char *name;                 /* as configured */
+    SvmMemClient *client;
+    atomic_bool down;
+} SvmServer;
+
+typedef struct SvmRetryList {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    uint64_t *pages;
+    size_t n, cap;
+} SvmRetryList;
+
+struct SvmPager {
+    /* configuration */
+    int memfd;
+    uint8_t *host;
+    uint64_t size, npages;
+    bool prefetch;
+    void (*event_cb)(void *opaque, const SvmPagerEvent *ev);
+    void *event_opaque;
+    pthread_mutex_t event_lock;
+
+    /* userfaultfd */
+    int uffd;
+    const char *uffd_how;
+    bool minor;                 /* MINOR registered and CONTINUE_MODE_WP works */
+    int stop_fd;                /* eventfd: wakes the fault threads on stop */
+    atomic_bool stopping;
+
+    SvmPageTable pt;
+    SvmStripe stripe;
+    SvmServer *servers;
+    unsigned nservers;
+
+    /* budget: `resident` counts resident pages plus fills in progress */
+    _Atomic uint64_t budget_pages;
+    _Atomic uint64_t resident;
+    _Atomic uint64_t dirty;
+    _Atomic uint64_t remote;
+    pthread_mutex_t room_lock;
+    pthread_cond_t room_cond;       /* fault threads wait for room */
+    pthread_cond_t evict_cond;      /* the evictor waits for work */
+    bool evict_kicked;
+    bool evict_stuck;               /* last round found nothing evictable */
+
+    /* eviction */
+    pthread_t evict_thread;
+    SvmClock clock;
+    uint8_t *evict_buf;             /* SVM_EVICT_BATCH pages */
+
+    /* faults */
+    pthread_t fault_threads[SVM_FAULT_THREADS];
+    unsigned nfault_threads;
+    const uint8_t *zero_page;
+
+    /* remote fills that failed and wait for their server */
+    SvmRetryList retry;
+    pthread_t retry_thread;
+    bool retry_started, evict_started;
+
+    /* prefetch */
+    pthread_mutex_t pf_lock;
+    SvmPrefetchDetector pf_det;
+    _Atomic uint64_t pf_inflight;
+
+    /* statistics */
+    _Atomic uint64_t faults_missing, faults_wp, faults_minor;
+    _Atomic uint64_t fills_remote, fills_zero;
+    _Atomic uint64_t evictions, writebacks;
+    _Atomic uint64_t prefetch_issued, prefetch_hits;
+    _Atomic uint64_t bytes_in, bytes_out;
+    SvmHistogram fault_lat;
+};
+
+static inline void *svm_page_addr(SvmPager *p, uint64_t page)
+{
+    return p->host + page * SVM_PAGE;
+}
+
+static inline uint64_t svm_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static inline void svm_stat_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+static inline void svm_stat_sub(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_fetch_sub_explicit(c, n, memory_order_relaxed);
+}
+
+/* Owner is done with page: install `state`, wake faults that waited. */
+SVM_LOCAL void svm_pager_release(SvmPager *p, uint64_t page, uint8_t state);
+SVM_LOCAL void svm_pager_log(SvmPager *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* budget.c-like helpers (evict.c) */
+SVM_LOCAL bool svm_budget_reserve(SvmPager *p, uint64_t n, bool wait);
+SVM_LOCAL void svm_budget_unreserve(SvmPager *p, uint64_t n);
+SVM_LOCAL int svm_evict_start(SvmPager *p);
+SVM_LOCAL void svm_evict_stop(SvmPager *p);
+SVM_LOCAL void svm_evict_kick(SvmPager *p);
+SVM_LOCAL bool svm_evict_wait_below(SvmPager *p, uint64_t pages,
+                                    unsigned timeout_ms);
+
+/* fault.c */
+SVM_LOCAL int svm_fault_start(SvmPager *p);
+SVM_LOCAL void svm_fault_stop(SvmPager *p);
+/* Page owned, ABSENT with ONSERVER, slot reserved: fetch and install it. */
+SVM_LOCAL void svm_fill_remote(SvmPager *p, uint64_t page, uint8_t old);
+/* Install data with UFFDIO_COPY|WP; `extra` flags go into the new state. */
+SVM_LOCAL void svm_install(SvmPager *p, uint64_t page, uint8_t old,
+                           const void *data, bool from_server, uint8_t extra);
+
+/* remote.c */
+SVM_LOCAL bool svm_remote_connect(SvmPager *p, const SvmPagerConfig *cfg,
+                                  GError **errp);
+SVM_LOCAL void svm_remote_close(SvmPager *p);
+SVM_LOCAL SvmServer *svm_remote_server(SvmPager *p, uint64_t page);
+SVM_LOCAL int svm_remote_read(SvmPager *p, uint64_t page, void *buf);
+/* pages all on server s */
+SVM_LOCAL int svm_remote_write(SvmPager *p, SvmServer *s, const uint64_t *pages,
+                               unsigned n, const void *const *bufs);
+SVM_LOCAL int svm_remote_read_async(SvmPager *p, SvmServer *s,
+                                    const uint64_t *pages, unsigned n,
+                                    void *const *bufs, SvmMemClientDone done,
+                                    void *opaque);
+SVM_LOCAL void svm_server_report(SvmServer *s, bool up, const char *reason);
+
+/* retry.c */
+SVM_LOCAL int svm_retry_start(SvmPager *p);
+SVM_LOCAL void svm_retry_stop(SvmPager *p);
+SVM_LOCAL void svm_retry_add(SvmPager *p, uint64_t page);
+SVM_LOCAL void svm_retry_kick(SvmPager *p);
+
+/* pager-prefetch.c */
+SVM_LOCAL void svm_prefetch_after_fault(SvmPager *p, uint64_t page);
+SVM_LOCAL void svm_prefetch_drain(SvmPager *p);
+
+#endif

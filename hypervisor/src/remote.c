@@ -1,0 +1,190 @@
+/*
+ * Connections to the memory servers, striping, and the lost/back state of
+ * each server as reported to the caller.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "pager-internal.h"
+
+#define SVM_REQUEST_TIMEOUT_MS 5000
+#define SVM_RECONNECT_MS 2000
+
+SvmServer *svm_remote_server(SvmPager *p, uint64_t page)
+{
+    return &p->servers[svm_stripe_server(&p->stripe, page)];
+}
+
+void svm_server_report(SvmServer *s, bool up, const char *reason)
+{
+    SvmPager *p = s->pager;
+
+    pthread_mutex_lock(&p->event_lock);
+    if (atomic_load(&s->down) == !up) {
+        pthread_mutex_unlock(&p->event_lock);
+        return;
+    }
+    atomic_store(&s->down, !up);
+    svm_pager_log(p, "memory server %s %s: %s", s->name,
+                  up ? "is back" : "lost", reason);
+    if (p->event_cb) {
+        SvmPagerEvent ev = {
+            .kind = up ? SVM_PAGER_EVENT_SERVER_BACK : SVM_PAGER_EVENT_SERVER_LOST,
+            .server = s->name,
+            .reason = reason,
+        };
+        p->event_cb(p->event_opaque, &ev);
+    }
+    pthread_mutex_unlock(&p->event_lock);
+    if (up) {
+        svm_retry_kick(p);
+        svm_evict_kick(p);
+    }
+}
+
+static void client_state_cb(void *opaque, SvmMemClient *c, bool connected)
+{
+    SvmServer *s = opaque;
+
+    if (atomic_load(&s->pager->stopping)) {
+        return;     /* our own close, not an outage */
+    }
+    svm_server_report(s, connected, connected ? "reconnected" : "connection lost");
+}
+
+/* Classify a failed request: anything but a bug in the request means "lost". */
+static void request_failed(SvmServer *s, const char *what, int ret)
+{
+    char reason[160];
+
+    if (ret == -ERANGE || ret == -EINVAL) {
+        svm_pager_log(s->pager, "memory server %s rejected %s: %s", s->name,
+                      what, strerror(-ret));
+    }
+    snprintf(reason, sizeof(reason), "%s failed: %s", what, strerror(-ret));
+    svm_server_report(s, false, reason);
+}
+
+int svm_remote_read(SvmPager *p, uint64_t page, void *buf)
+{
+    SvmServer *s = svm_remote_server(p, page);
+    uint64_t spage = svm_stripe_server_page(&p->stripe, page);
+    void *bufs[1] = { buf };
+    int ret = svm_memclient_read(s->client, &spage, 1, bufs);
+
+    if (ret < 0) {
+        request_failed(s, "read", ret);
+        return ret;
+    }
+    if (atomic_load(&s->down)) {
+        svm_server_report(s, true, "answers again");
+    }
+    svm_stat_add(&p->bytes_in, SVM_PAGE);
+    return 0;
+}
+
+int svm_remote_write(SvmPager *p, SvmServer *s, const uint64_t *pages,
+                     unsigned n, const void *const *bufs)
+{
+    uint64_t spages[SVM_MAX_BATCH];
+
+    for (unsigned done = 0; done < n;) {
+        unsigned k = n - done > SVM_MAX_BATCH ? SVM_MAX_BATCH : n - done;
+        int ret;
+
+        for (unsigned i = 0; i < k; i++) {
+            spages[i] = svm_stripe_server_page(&p->stripe, pages[done + i]);
+        }
+        ret = svm_memclient_write(s->client, spages, k, bufs + done);
+        if (ret < 0) {
+            request_failed(s, "write-back", ret);
+            return ret;
+        }
+        done += k;
+    }
+    if (atomic_load(&s->down)) {
+        svm_server_report(s, true, "answers again");
+    }
+    return 0;
+}
+
+int svm_remote_read_async(SvmPager *p, SvmServer *s, const uint64_t *pages,
+                          unsigned n, void *const *bufs, SvmMemClientDone done,
+                          void *opaque)
+{
+    uint64_t spages[SVM_MAX_BATCH];
+
+    for (unsigned i = 0; i < n; i++) {
+        spages[i] = svm_stripe_server_page(&p->stripe, pages[i]);
+    }
+    return svm_memclient_read_async(s->client, spages, n, bufs, done, opaque);
+}
+
+/* "[tcp:|rdma:]HOST:PORT" -> transport + "HOST:PORT" */
+static const char *split_transport(const char *spec, char **transport)
+{
+    if (g_str_has_prefix(spec, "tcp:")) {
+        *transport = g_strdup("tcp");
+        return spec + 4;
+    }
+    if (g_str_has_prefix(spec, "rdma:")) {
+        *transport = g_strdup("rdma");
+        return spec + 5;
+    }
+    *transport = g_strdup("tcp");
+    return spec;
+}
+
+bool svm_remote_connect(SvmPager *p, const SvmPagerConfig *cfg, GError **errp)
+{
+    p->servers = g_new0(SvmServer, cfg->nservers ? cfg->nservers : 1);
+    for (unsigned i = 0; i < cfg->nservers; i++) {
+        SvmServer *s = &p->servers[i];
+        g_autofree char *transport = NULL;
+        const char *addr = split_transport(cfg->servers[i], &transport);
+        g_autoptr(GError) err = NULL;
+        SvmMemClientConfig mc = {
+            .address = addr,
+            .transport = transport,
+            .vm_id = cfg->vm_id,
+            .secret = cfg->secret,
+            .secret_len = cfg->secret_len,
+            .npages = svm_stripe_server_npages(&p->stripe, i),
+            .timeout_ms = SVM_REQUEST_TIMEOUT_MS,
+            .reconnect_ms = SVM_RECONNECT_MS,
+            .state_cb = client_state_cb,
+            .state_opaque = s,
+        };
+
+        s->pager = p;
+        s->idx = i;
+        s->name = g_strdup(cfg->servers[i]);
+        s->client = svm_memclient_connect(&mc, &err);
+        if (!s->client) {
+            g_set_error(errp, SVM_PAGER_ERROR, err ? err->code : ECONNREFUSED,
+                        "memory server %s (%u of %u): %s", s->name, i + 1,
+                        cfg->nservers, err ? err->message : "connect failed");
+            return false;
+        }
+    }
+    return true;
+}
+
+void svm_remote_close(SvmPager *p)
+{
+    if (!p->servers) {
+        return;
+    }
+    for (unsigned i = 0; i < p->nservers; i++) {
+        if (p->servers[i].client) {
+            svm_memclient_close(p->servers[i].client);
+        }
+        g_free(p->servers[i].name);
+    }
+    g_free(p->servers);
+    p->servers = NULL;
+}

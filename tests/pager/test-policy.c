@@ -1,0 +1,128 @@
+/*
+ * Unit tests: CLOCK victim choice and striping.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include <glib.h>
+
+#include "policy.h"
+#include "stripe.h"
+
+typedef struct Rec {
+    unsigned second_chances, wakes;
+    uint64_t no_evict;          /* page the test marks unevictable */
+} Rec;
+
+static uint8_t rec_second_chance(void *o, uint64_t page, uint8_t s)
+{
+    ((Rec *)o)->second_chances++;
+    return s & ~PT_REF;
+}
+
+static bool rec_evictable(void *o, uint64_t page, uint8_t s)
+{
+    return page != ((Rec *)o)->no_evict;
+}
+
+static void rec_wake(void *o, uint64_t page)
+{
+    ((Rec *)o)->wakes++;
+}
+
+static void test_clock(void)
+{
+    SvmPageTable pt;
+    SvmClock c = { 0 };
+    Rec rec = { .no_evict = UINT64_MAX };
+    SvmClockOps ops = { rec_second_chance, rec_evictable, rec_wake, &rec };
+    uint64_t v[8];
+    uint8_t st[8];
+    unsigned n;
+
+    g_assert_true(svm_pt_init(&pt, 16));
+    /* pages 0..7 resident in fill order; 0,1,2 used again (REF) */
+    for (unsigned i = 0; i < 8; i++) {
+        pt.state[i] = PT_MAPPED | (i < 3 ? PT_REF : 0);
+    }
+    n = svm_clock_pick(&c, &pt, &ops, 3, v, st, 32);
+    /* not FIFO: the oldest three were referenced and survive */
+    g_assert_cmpuint(n, ==, 3);
+    g_assert_cmpuint(v[0], ==, 3);
+    g_assert_cmpuint(v[1], ==, 4);
+    g_assert_cmpuint(v[2], ==, 5);
+    g_assert_cmpuint(rec.second_chances, ==, 3);
+    for (unsigned i = 0; i < 3; i++) {
+        /* victims come back owned; survivors lost their REF bit */
+        g_assert_cmpuint(pt.state[v[i]] & PT_BUSY, ==, PT_BUSY);
+        g_assert_cmpuint(pt.state[i], ==, PT_MAPPED);
+        svm_pt_release(&pt, v[i], PT_ABSENT);
+    }
+    /* page 6 is not evictable, 7 is busy with a waiter-free owner */
+    rec.no_evict = 6;
+    pt.state[7] |= PT_BUSY;
+    n = svm_clock_pick(&c, &pt, &ops, 8, v, st, 32);
+    g_assert_cmpuint(n, ==, 3);    /* 0,1,2 on the second round */
+    g_assert_cmpuint(v[0], ==, 0);
+    g_assert_cmpuint(v[1], ==, 1);
+    g_assert_cmpuint(v[2], ==, 2);
+    g_assert_cmpuint(pt.state[6], ==, PT_MAPPED);
+    /* nothing resident -> nothing picked, scan bounded */
+    for (unsigned i = 0; i < 16; i++) {
+        pt.state[i] = PT_ABSENT;
+    }
+    g_assert_cmpuint(svm_clock_pick(&c, &pt, &ops, 8, v, st, 32), ==, 0);
+    svm_pt_destroy(&pt);
+}
+
+static void test_clock_waiter_woken(void)
+{
+    SvmPageTable pt;
+    SvmClock c = { 0 };
+    Rec rec = { .no_evict = 0 };
+    SvmClockOps ops = { rec_second_chance, rec_evictable, rec_wake, &rec };
+    uint64_t v[1];
+    uint8_t st[1];
+
+    g_assert_true(svm_pt_init(&pt, 1));
+    pt.state[0] = PT_MAPPED | PT_WAITERS;   /* a fault raced with the scan */
+    g_assert_cmpuint(svm_clock_pick(&c, &pt, &ops, 1, v, st, 1), ==, 0);
+    g_assert_cmpuint(rec.wakes, ==, 1);
+    svm_pt_destroy(&pt);
+}
+
+static void test_stripe(void)
+{
+    for (unsigned ns = 1; ns <= 3; ns++) {
+        SvmStripe st;
+        uint64_t npages = 64 * 10 + 17;
+        g_autofree uint64_t *seen = NULL;
+        uint64_t total = 0;
+
+        svm_stripe_init(&st, npages, ns, 64);
+        for (unsigned s = 0; s < ns; s++) {
+            total += svm_stripe_server_npages(&st, s);
+        }
+        g_assert_cmpuint(total, >=, npages);
+        g_assert_cmpuint(total, <, npages + 64 * ns);
+        seen = g_new0(uint64_t, ns * total);
+        for (uint64_t pg = 0; pg < npages; pg++) {
+            unsigned s = svm_stripe_server(&st, pg);
+            uint64_t sp = svm_stripe_server_page(&st, pg);
+
+            g_assert_cmpuint(sp, <, svm_stripe_server_npages(&st, s));
+            /* injective: no two guest pages share a server page */
+            g_assert_cmpuint(seen[s * total + sp]++, ==, 0);
+            /* a 32-page aligned batch stays on one server */
+            g_assert_cmpuint(svm_stripe_server(&st, pg & ~31ull), ==, s);
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/pager/policy/clock", test_clock);
+    g_test_add_func("/pager/policy/clock-waiter-woken", test_clock_waiter_woken);
+    g_test_add_func("/pager/stripe/mapping", test_stripe);
+    return g_test_run();
+}
