@@ -141,7 +141,10 @@ fi
 rm -rf "$OUT"
 ninja -C "$WORK/build" install >"$WORK/install.log" 2>&1 \
     || { tail -20 "$WORK/install.log" >&2; die "install failed"; }
-"$OUT/bin/qemu-system-x86_64" --version | head -1 | sed 's/^/qemu: built: /'
+# libsplitvm is found through LD_LIBRARY_PATH at run time (not installed).
+SVM_LIBDIRS=$(pkg-config --libs-only-L splitvm 2>/dev/null | sed 's/-L//g; s/ \+/:/g; s/:$//') || true
+LD_LIBRARY_PATH="$SVM_LIBDIRS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+    "$OUT/bin/qemu-system-x86_64" --version | head -1 | sed 's/^/qemu: built: /'
 touch "$OUT/.complete"
 rm -rf "$WORK"
 echo "qemu: installed $OUT"
