@@ -35,13 +35,15 @@ check: qemu
 	@./tests/run-all.sh $(BUILD)
 
 demo: qemu
-	@./scripts/demo.sh $(BUILD)
+	@./orchestration/demo.sh $(BUILD)
 
 bench: qemu
-	@./bench/run.sh $(BUILD)
+	@./bench/run.sh --build $(BUILD)
 
+# Wire parsers' fuzz targets (clang + libFuzzer, built outside the gcc build);
+# make check runs each for about 60 s.
 fuzz: build
-	@./tests/run-fuzz.sh $(FUZZ_SECONDS)
+	@./tests/memserver/fuzz.sh --seconds $(FUZZ_SECONDS) --workdir $(BUILD)/fuzz-memserver
 
 clean:
 	rm -rf $(BUILD)

@@ -52,6 +52,8 @@ fi
 
 if [ -z "$missing" ] && [ "$need_update" = 0 ]; then
     echo "setup: all packages present"
+    # libvirt's QEMU needs /dev/userfaultfd (splitvm docs/operations.md)
+    "$(dirname "$0")/../orchestration/setup-libvirt.sh"
     exit 0
 fi
 
@@ -67,4 +69,5 @@ if [ -n "$missing" ]; then
         exit 1
     }
 fi
+"$(dirname "$0")/../orchestration/setup-libvirt.sh"
 echo "setup: done"

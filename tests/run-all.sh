@@ -16,15 +16,19 @@ export LD_LIBRARY_PATH="$ROOT/$BUILD/hypervisor${LD_LIBRARY_PATH:+:$LD_LIBRARY_P
 echo "check: running tests from $BUILD/ (QEMU: $SPLITVM_QEMU)"
 start=$(date +%s)
 # Integration tests are registered is_parallel: false; unit tests run 2 at once.
-meson test -C "$BUILD" --no-rebuild --print-errorlogs --num-processes 2 "$@"
+# Our own log base: another `meson test` in the same build dir must not
+# overwrite the log this summary is read from.
+meson test -C "$BUILD" --no-rebuild --print-errorlogs --num-processes 2 --logbase check "$@"
 rc=$?
 
-summary=$(/usr/bin/python3 - "$BUILD/meson-logs/testlog.json" <<'PY'
+summary=$(/usr/bin/python3 - "$BUILD/meson-logs/check.json" <<'PY'
 import json, sys
 counts = {"OK": 0, "FAIL": 0, "SKIP": 0, "TIMEOUT": 0, "ERROR": 0, "EXPECTEDFAIL": 0, "UNEXPECTEDPASS": 0}
 try:
     with open(sys.argv[1]) as f:
         for line in f:
+            if not line.strip():
+                continue
             r = json.loads(line)
             counts[r["result"]] = counts.get(r["result"], 0) + 1
 except FileNotFoundError:
@@ -35,7 +39,11 @@ print(passed, failed, counts["SKIP"])
 PY
 )
 read -r passed failed skipped <<<"$summary"
-echo "check: finished in $(( $(date +%s) - start )) s${skipped:+, $skipped skipped}"
+if [ -z "$passed" ]; then
+    echo "check: could not read the results in $BUILD/meson-logs/check.json" >&2
+    passed=0 failed=1 skipped=0
+fi
+echo "check: finished in $(( $(date +%s) - start )) s, $skipped skipped"
 if [ "$passed" = 0 ] && [ "$failed" = 0 ]; then
     echo "check: no test ran" >&2
     failed=1

@@ -1,0 +1,139 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+# `make demo`: a split VM under libvirt on a local rack.
+#
+#   orchestration/demo.sh [BUILD_DIR]
+#
+# Prepares the host for libvirt's QEMU (setup-libvirt.sh), brings up a local
+# rack (two memory servers in their own network namespaces, libvirtd),
+# launches a 1 GiB VM with 25 % of its RAM local, runs memverify and memscan
+# in it while printing live stats, halves the budget while it runs, then
+# destroys the VM and takes the rack down again -- also when interrupted.
+set -euo pipefail
+BUILD=${1:-build}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+BUILD=$(cd "$BUILD" && pwd)
+
+SPLITVM=$BUILD/orchestration/splitvm
+QEMU=${SPLITVM_QEMU:-$(./qemu-patches/build-qemu.sh --print-path)}
+DEMO=$BUILD/orchestration/demo
+RACK=$DEMO/rack.conf
+SPEC=$DEMO/vm.conf
+VM=splitvm-demo
+CONSOLE=/var/log/splitvm/$VM.console
+
+bold() { printf '\033[1m%s\033[0m\n' "$*"; }
+step() { printf '\n'; bold "== $*"; }
+die() { echo "demo: error: $*" >&2; exit 1; }
+
+for f in "$SPLITVM" "$QEMU" "$BUILD/memserver/splitvm-memserver" \
+         "$BUILD/guest/vmlinuz" "$BUILD/guest/initramfs.cpio.gz"; do
+    [ -e "$f" ] || die "$f is missing (run \`make\` and \`make qemu\`)"
+done
+
+cleanup() {
+    set +e
+    step "cleaning up"
+    if virsh -q -c qemu:///system dominfo "$VM" >/dev/null 2>&1; then
+        "$SPLITVM" destroy --rack "$RACK" "$VM" | sed 's/^/   /'
+    fi
+    "$SPLITVM" rack down --force --rack "$RACK" | sed 's/^/   /'
+}
+
+step "preparing the host for libvirt's QEMU (userfaultfd access)"
+./orchestration/setup-libvirt.sh | sed 's/^/   /'
+echo "   ok"
+
+# KVM here is a nested PVM that cannot boot Linux: use TCG on such hosts.
+TYPE=auto
+[ -d /sys/module/kvm_pvm ] && TYPE=qemu
+mkdir -p "$DEMO"
+cat > "$RACK" <<CONF
+# splitvm demo rack: this machine, two memory servers in network namespaces
+[rack]
+name = demo
+secrets-dir = /var/lib/splitvm/demo/secrets
+state-dir = /run/splitvm/demo
+memserver-binary = $BUILD/memserver/splitvm-memserver
+
+[host local]
+libvirt = qemu:///system
+emulator = $QEMU
+library-path = $BUILD/hypervisor
+
+[memserver ms0]
+tcp = 10.213.10.2:7100
+local = true
+veth = 10.213.10.1/30
+capacity = 2G
+
+[memserver ms1]
+tcp = 10.213.10.6:7100
+local = true
+veth = 10.213.10.5/30
+capacity = 2G
+CONF
+cat > "$SPEC" <<CONF
+[vm]
+name = $VM
+vcpus = 2
+memory = 1G
+local-budget = 25%
+type = $TYPE
+
+[boot]
+kernel = $BUILD/guest/vmlinuz
+initrd = $BUILD/guest/initramfs.cpio.gz
+cmdline = console=ttyS0 panic=-1 splitvm.run="memverify --mib 768 ; memscan --mib 768 --passes 1"
+
+[memory]
+servers = any
+CONF
+
+trap cleanup EXIT
+step "bringing up the local rack ($RACK)"
+"$SPLITVM" rack up --rack "$RACK" | sed 's/^/   /'
+
+step "launching $VM: 1 GiB RAM, 256 MiB of it local, the rest on ms0 + ms1"
+"$SPLITVM" launch --rack "$RACK" "$SPEC" 2>&1 | sed 's/^/   /'
+virsh -c qemu:///system list | sed 's/^/   /'
+
+step "running memverify (768 MiB) then memscan in the guest; live stats every 5 s"
+printf '   %-7s %-9s %9s %9s %9s   %s\n' TIME STATE RESIDENT REMOTE FAULTS/S GUEST
+start=$(date +%s)
+prev_faults=0
+prev_t=$start
+budget_changed=0
+while :; do
+    now=$(date +%s)
+    read -r state resident remote faults < <("$SPLITVM" stats --json --rack "$RACK" "$VM" \
+        2>/dev/null | python3 -c 'import json, sys
+d = json.load(sys.stdin)
+print(d["state"].replace(" ", "-"), d.get("resident", 0) >> 20, d.get("remote", 0) >> 20,
+      d.get("faults", 0))' 2>/dev/null || echo "gone 0 0 0")
+    rate=-
+    [ "$faults" -ge "$prev_faults" ] && rate=$(( (faults - prev_faults) / (now > prev_t ? now - prev_t : 1) ))
+    prev_faults=$faults; prev_t=$now
+    phase="booting"
+    if grep -aq 'SPLITVM-GUEST-DONE' "$CONSOLE" 2>/dev/null; then phase="done, powering off"
+    elif grep -aq 'cmd=memverify' "$CONSOLE" 2>/dev/null; then phase="memscan"
+    elif grep -aq 'SPLITVM-GUEST-READY' "$CONSOLE" 2>/dev/null; then phase="memverify"
+    fi
+    printf '   %-7s %-9s %5s MiB %5s MiB %9s   %s\n' "+$((now - start))s" "$state" \
+        "$resident" "$remote" "$rate" "$phase"
+    [ "$state" = running ] || [ "$state" = paused ] || break
+    if [ "$budget_changed" = 0 ] &&
+       grep -aq 'SPLITVM-CMD-EXIT rc=0 cmd=memverify' "$CONSOLE" 2>/dev/null; then
+        bold "   -> memverify passed; lowering the budget to 128 MiB while memscan runs"
+        "$SPLITVM" set-budget --rack "$RACK" "$VM" 128M 2>&1 | sed 's/^/      /'
+        budget_changed=1
+    fi
+    [ $((now - start)) -lt 900 ] || die "the guest did not finish within 15 min"
+    sleep 5     # display refresh
+done
+
+step "guest results"
+grep -a -E 'SPLITVM-(RESULT|CMD-EXIT|GUEST-DONE)' "$CONSOLE" | sed 's/^/   /'
+grep -aq 'SPLITVM-GUEST-DONE rc=0' "$CONSOLE" || die "the guest workloads failed (console: $CONSOLE)"
+echo "   the guest powered off; libvirt shows it $(virsh -c qemu:///system domstate "$VM" 2>/dev/null)"
