@@ -96,8 +96,8 @@ static bool wait_accepted(const SvmRack *rack, const SvmRackServer *s,
 
 /*
  * Gives every memory server the VM's secret and checks it is accepted.
- * Local servers are asked to reload (SIGHUP); one that does not reload but
- * holds no pages at all is restarted, which loses nothing.
+ * Local servers re-read their secrets file on SIGHUP; remote ones need the
+ * rack's secrets file installed by the operator.
  */
 static bool admit(const SvmRack *rack, GPtrArray *servers, const SvmVmSpec *spec,
                   const char *secret_file, GError **errp)
@@ -113,38 +113,19 @@ static bool admit(const SvmRack *rack, GPtrArray *servers, const SvmVmSpec *spec
     for (guint i = 0; i < servers->len; i++) {
         SvmRackServer *s = servers->pdata[i];
         g_autoptr(GError) err = NULL;
-        if (s->local) {
-            svm_local_server_reload(st, s->name, NULL);
+        if (s->local && !svm_local_server_reload(st, s->name, &err)) {
+            g_propagate_prefixed_error(errp, g_steal_pointer(&err),
+                                       "memory server %s: ", s->name);
+            return false;
         }
-        if (wait_accepted(rack, s, spec, s->local ? 2000 : 0, &err)) {
-            continue;
+        if (!wait_accepted(rack, s, spec, s->local ? 5000 : 0, &err)) {
+            g_set_error(errp, SVM_ORCH_ERROR, 0,
+                        "memory server %s does not accept VM %s: %s (%s)", s->name,
+                        spec->name, err->message,
+                        s->local ? "see its log in the rack's state dir"
+                                 : "install the rack's secrets file on it");
+            return false;
         }
-        if (s->local) {
-            g_autoptr(GHashTable) kv = svm_memserver_admin_stats(rack, s, spec->transport,
-                                                                 NULL);
-            const char *stored = kv ? g_hash_table_lookup(kv, "server.pages_stored") : NULL;
-            if (stored && !strcmp(stored, "0")) {
-                g_auto(GStrv) args = svm_memserver_local_args(rack, s, errp);
-                bool already;
-                g_clear_error(&err);
-                fprintf(stderr, "memory server %s holds no pages: restarting it to load the "
-                       "secret of %s\n", s->name, spec->name);
-                if (!args || !svm_local_server_down(st, s->name, errp) ||
-                    !svm_local_server_up(rack, st, s, (const char *const *)args,
-                                         &already, errp)) {
-                    return false;
-                }
-                if (wait_accepted(rack, s, spec, 2000, &err)) {
-                    continue;
-                }
-            }
-        }
-        g_set_error(errp, SVM_ORCH_ERROR, 0,
-                    "memory server %s does not accept VM %s: %s (%s)", s->name, spec->name,
-                    err->message,
-                    s->local ? "it did not reload its secrets file on SIGHUP"
-                             : "install the rack's secrets file on it");
-        return false;
     }
     return true;
 }
