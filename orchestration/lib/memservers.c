@@ -298,6 +298,12 @@ char **svm_memserver_local_args(const SvmRack *rack, const SvmRackServer *s,
     if (s->tcp) {
         g_ptr_array_add(a, g_strdup("--listen"));
         g_ptr_array_add(a, g_strdup(s->tcp));
+    } else if (s->rdma) {
+        /* One process serves one transport (docs/rdma.md). */
+        g_ptr_array_add(a, g_strdup("--listen"));
+        g_ptr_array_add(a, g_strdup(s->rdma));
+        g_ptr_array_add(a, g_strdup("--transport"));
+        g_ptr_array_add(a, g_strdup("rdma"));
     }
     g_ptr_array_add(a, g_strdup("--capacity"));
     g_ptr_array_add(a, g_strdup_printf("%" G_GUINT64_FORMAT, s->capacity));
