@@ -96,6 +96,35 @@ static void resume_server(void)
     }
 }
 
+/* SIGSTOP is asynchronous: wait until every thread of pid is stopped. */
+static bool wait_stopped(pid_t pid, unsigned timeout_ms)
+{
+    g_autofree char *taskdir = g_strdup_printf("/proc/%d/task", (int)pid);
+    gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
+
+    while (g_get_monotonic_time() < deadline) {
+        g_autoptr(GDir) d = g_dir_open(taskdir, 0, NULL);
+        if (!d) {
+            return false;
+        }
+        bool all_stopped = true;
+        const char *tid;
+        while (all_stopped && (tid = g_dir_read_name(d))) {
+            g_autofree char *path = g_strdup_printf("%s/%s/stat", taskdir, tid);
+            g_autofree char *stat = NULL;
+            /* The state follows the ")" closing the command name. */
+            const char *rp = g_file_get_contents(path, &stat, NULL, NULL) ?
+                             strrchr(stat, ')') : NULL;
+            all_stopped = rp && rp[1] == ' ' && (rp[2] == 'T' || rp[2] == 't');
+        }
+        if (all_stopped) {
+            return true;
+        }
+        g_usleep(1000);
+    }
+    return false;
+}
+
 static int cmd_fill_check(bool fill)
 {
     SvmMemClient *c = connect_or_die();
@@ -103,7 +132,7 @@ static int cmd_fill_check(bool fill)
     if (opt_stop_pid > 0) {
         /* A server that stops answering mid-session. */
         atexit(resume_server);
-        if (kill(opt_stop_pid, SIGSTOP) < 0) {
+        if (kill(opt_stop_pid, SIGSTOP) < 0 || !wait_stopped(opt_stop_pid, 5000)) {
             printf("FAIL: cannot stop pid %d\n", opt_stop_pid);
             return 1;
         }
