@@ -558,49 +558,6 @@ static int rdma_map(SvmClientConn *c, const void *reply, size_t len)
 
 /* ---- connection, frames ---- */
 
-static int tcp_connect_to(const char *address, unsigned timeout_ms, GError **errp)
-{
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-
-    if (!svm_addr_resolve(address, false, &ss, &sslen, errp)) {
-        return -1;
-    }
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
-        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(errno),
-                    "%s: socket: %s", address, g_strerror(errno));
-        return -1;
-    }
-    int rc = connect(fd, (struct sockaddr *)&ss, sslen);
-    if (rc < 0 && errno == EINPROGRESS) {
-        struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-        do {
-            rc = poll(&pfd, 1, (int)timeout_ms);
-        } while (rc < 0 && errno == EINTR);
-        if (rc == 0) {
-            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                        "%s: connect timed out after %u ms", address, timeout_ms);
-            close(fd);
-            return -1;
-        }
-        int soerr = 0;
-        socklen_t l = sizeof(soerr);
-        getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &l);
-        errno = soerr;
-        rc = soerr ? -1 : 0;
-    }
-    if (rc < 0) {
-        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(errno),
-                    "%s: connect: %s", address, g_strerror(errno));
-        close(fd);
-        return -1;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    return fd;
-}
-
 static void rdma_close(SvmClientConn *c);
 
 static SvmClientConn *rdma_connect(const char *address, unsigned timeout_ms, GError **errp)
@@ -620,7 +577,7 @@ static SvmClientConn *rdma_connect(const char *address, unsigned timeout_ms, GEr
     if (!c->ctx) {
         goto fail;
     }
-    c->boot_fd = tcp_connect_to(address, c->timeout_ms, &err);
+    c->boot_fd = svm_sock_connect(address, c->timeout_ms, &err);
     if (c->boot_fd < 0) {
         goto fail;
     }

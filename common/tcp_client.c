@@ -31,74 +31,12 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static bool tcp_is_self_connect(int fd)
-{
-    struct sockaddr_storage local, peer;
-    socklen_t llen = sizeof(local), plen = sizeof(peer);
-
-    if (getsockname(fd, (struct sockaddr *)&local, &llen) < 0 ||
-        getpeername(fd, (struct sockaddr *)&peer, &plen) < 0) {
-        return false;
-    }
-    return llen == plen && memcmp(&local, &peer, llen) == 0;
-}
-
 static SvmClientConn *tcp_connect(const char *address, unsigned timeout_ms, GError **errp)
 {
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-
-    if (!svm_addr_resolve(address, false, &ss, &sslen, errp)) {
-        return NULL;
-    }
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int fd = svm_sock_connect(address, timeout_ms, errp);
     if (fd < 0) {
-        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(errno),
-                    "%s: socket: %s", address, g_strerror(errno));
         return NULL;
     }
-    int rc = connect(fd, (struct sockaddr *)&ss, sslen);
-    if (rc < 0 && errno == EINPROGRESS) {
-        struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-        do {
-            rc = poll(&pfd, 1, (int)timeout_ms);
-        } while (rc < 0 && errno == EINTR);
-        if (rc == 0) {
-            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                        "%s: connect timed out after %u ms", address, timeout_ms);
-            close(fd);
-            return NULL;
-        }
-        int soerr = 0;
-        socklen_t l = sizeof(soerr);
-        getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &l);
-        if (soerr) {
-            errno = soerr;
-            rc = -1;
-        } else {
-            rc = 0;
-        }
-    }
-    if (rc < 0) {
-        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(errno),
-                    "%s: connect: %s", address, g_strerror(errno));
-        close(fd);
-        return NULL;
-    }
-    if (tcp_is_self_connect(fd)) {
-        /*
-         * Reconnecting to a dead server on loopback whose port lies in the
-         * ephemeral range can pick that very port as our source port: TCP's
-         * simultaneous open then "connects" us to ourselves, and we hold the
-         * port the restarted server needs.  Treat it as the refusal it is.
-         */
-        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED,
-                    "%s: connect: %s", address, g_strerror(ECONNREFUSED));
-        close(fd);
-        return NULL;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     struct timeval rtv = { .tv_sec = 0, .tv_usec = TCP_RECV_TICK_MS * 1000 };
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rtv, sizeof(rtv));

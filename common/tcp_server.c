@@ -103,34 +103,8 @@ static SvmServerTransport *tcp_create(const SvmServerHooks *hooks, const SvmServ
 
 static bool tcp_listen(SvmServerTransport *t, const char *address, GError **errp)
 {
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-
-    if (!svm_addr_resolve(address, true, &ss, &sslen, errp)) {
-        return false;
-    }
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
-        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(errno),
-                    "listen %s: socket: %s", address, g_strerror(errno));
-        return false;
-    }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, (struct sockaddr *)&ss, sslen) < 0 || listen(fd, 1024) < 0) {
-        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(errno),
-                    "listen %s: %s", address, g_strerror(errno));
-        close(fd);
-        return false;
-    }
-    struct sockaddr_storage bound;
-    socklen_t blen = sizeof(bound);
-    getsockname(fd, (struct sockaddr *)&bound, &blen);
-    t->port = ntohs(bound.ss_family == AF_INET6 ?
-                    ((struct sockaddr_in6 *)&bound)->sin6_port :
-                    ((struct sockaddr_in *)&bound)->sin_port);
-    t->listen_fd = fd;
-    return true;
+    t->listen_fd = svm_sock_listen(address, &t->port, errp);
+    return t->listen_fd >= 0;
 }
 
 static int tcp_bound_port(SvmServerTransport *t)

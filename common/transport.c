@@ -3,6 +3,11 @@
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <unistd.h>
 #include <netdb.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -112,4 +117,106 @@ bool svm_addr_resolve(const char *address, bool passive,
     *sslen = res->ai_addrlen;
     freeaddrinfo(res);
     return true;
+}
+
+static bool sock_is_self_connect(int fd)
+{
+    struct sockaddr_storage local, peer;
+    socklen_t llen = sizeof(local), plen = sizeof(peer);
+
+    if (getsockname(fd, (struct sockaddr *)&local, &llen) < 0 ||
+        getpeername(fd, (struct sockaddr *)&peer, &plen) < 0) {
+        return false;
+    }
+    return llen == plen && memcmp(&local, &peer, llen) == 0;
+}
+
+int svm_sock_connect(const char *address, unsigned timeout_ms, GError **errp)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+
+    if (!svm_addr_resolve(address, false, &ss, &sslen, errp)) {
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(errno),
+                    "%s: socket: %s", address, g_strerror(errno));
+        return -1;
+    }
+    int rc = connect(fd, (struct sockaddr *)&ss, sslen);
+    if (rc < 0 && errno == EINPROGRESS) {
+        struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+        do {
+            rc = poll(&pfd, 1, (int)timeout_ms);
+        } while (rc < 0 && errno == EINTR);
+        if (rc == 0) {
+            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                        "%s: connect timed out after %u ms", address, timeout_ms);
+            close(fd);
+            return -1;
+        }
+        int soerr = 0;
+        socklen_t l = sizeof(soerr);
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &l);
+        if (soerr) {
+            errno = soerr;
+            rc = -1;
+        } else {
+            rc = 0;
+        }
+    }
+    if (rc < 0) {
+        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(errno),
+                    "%s: connect: %s", address, g_strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (sock_is_self_connect(fd)) {
+        /*
+         * Reconnecting to a dead server on loopback whose port lies in the
+         * ephemeral range can pick that very port as our source port: TCP's
+         * simultaneous open then "connects" us to ourselves, and we hold the
+         * port the restarted server needs.  Treat it as the refusal it is.
+         */
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED,
+                    "%s: connect: %s", address, g_strerror(ECONNREFUSED));
+        close(fd);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
+}
+
+int svm_sock_listen(const char *address, int *port, GError **errp)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+
+    if (!svm_addr_resolve(address, true, &ss, &sslen, errp)) {
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(errno),
+                    "listen %s: socket: %s", address, g_strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&ss, sslen) < 0 || listen(fd, 1024) < 0) {
+        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(errno),
+                    "listen %s: %s", address, g_strerror(errno));
+        close(fd);
+        return -1;
+    }
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof(bound);
+    getsockname(fd, (struct sockaddr *)&bound, &blen);
+    *port = ntohs(bound.ss_family == AF_INET6 ?
+                  ((struct sockaddr_in6 *)&bound)->sin6_port :
+                  ((struct sockaddr_in *)&bound)->sin_port);
+    return fd;
 }

@@ -171,4 +171,13 @@ const char *svm_transport_split(const char *spec, char **transport);
 bool svm_addr_resolve(const char *address, bool passive,
                       struct sockaddr_storage *ss, socklen_t *sslen, GError **errp);
 
+/*
+ * A TCP connection to "HOST:PORT" within timeout_ms: non-blocking,
+ * TCP_NODELAY.  A loopback self-connect counts as refused.  -1 + errp.
+ */
+int svm_sock_connect(const char *address, unsigned timeout_ms, GError **errp);
+
+/* A non-blocking listening TCP socket on "HOST:PORT"; *port gets the bound port. */
+int svm_sock_listen(const char *address, int *port, GError **errp);
+
 #endif /* SPLITVM_TRANSPORT_H */
