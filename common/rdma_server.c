@@ -1428,17 +1428,21 @@ static int rdma_pg_run(SvmPollGroup *pg)
     struct epoll_event ev[EPOLL_BATCH];
 
     while (!__atomic_load_n(&pg->stop, __ATOMIC_ACQUIRE)) {
-        if (pg_work(pg)) {
-            continue;
-        }
-        int err = 0;
-        if (!pg_arm(pg, &err)) {
-            if (err) {
+        /*
+         * Look at the sockets on every round, without blocking while UCX
+         * has work: a worker that keeps reporting progress (retrying sends
+         * to a peer that died) must not starve the bootstrap socket whose
+         * hang-up tells us that peer is gone.
+         */
+        int timeout = 0;
+        if (!pg_work(pg)) {
+            int err = 0;
+            if (pg_arm(pg, &err)) {
+                timeout = pg->conns ? 100 : 1000;
+            } else if (err) {
                 return err;
             }
-            continue;
         }
-        int timeout = pg->conns ? 100 : 1000;
         int n = epoll_wait(pg->epfd, ev, EPOLL_BATCH, timeout);
         if (n < 0 && errno != EINTR) {
             g_warning("rdma: epoll_wait: %s", g_strerror(errno));
