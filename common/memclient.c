@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <time.h>
 #include "splitvm/clientproto.h"
@@ -75,6 +76,8 @@ struct SvmMemClient {
     unsigned timeout_ms, reconnect_ms;
     void (*state_cb)(void *opaque, SvmMemClient *c, bool connected);
     void *state_opaque;
+    uint64_t owner_epoch;               /* sent with every ATTACH */
+    _Atomic uint64_t ns_epoch;          /* from the last ATTACH reply */
     const SvmClientTransportOps *ops;
 
     /* Lock order: send_lock before lock. */
@@ -469,14 +472,18 @@ static void reconnect(SvmMemClient *c)
     pthread_mutex_lock(&c->lock);
     while (!c->closing) {
         pthread_mutex_unlock(&c->lock);
-        SvmWireAttach attach = { .npages = c->npages };
+        SvmWireAttach attach = { .npages = c->npages, .owner_epoch = c->owner_epoch };
+        SvmWireAttach attach_rep = { 0 };
         SvmProtoLogin login = {
             .address = c->address, .role = SVM_ROLE_VM, .id = c->vm_id,
             .secret = c->secret, .secret_len = c->secret_len,
             .timeout_ms = c->timeout_ms, .attach = &attach,
         };
         g_autoptr(GError) err = NULL;
-        SvmClientConn *conn = svm_proto_login(c->ops, &login, NULL, &err);
+        SvmClientConn *conn = svm_proto_login(c->ops, &login, &attach_rep, &err);
+        if (conn) {
+            atomic_store(&c->ns_epoch, attach_rep.owner_epoch);
+        }
         if (conn) {
             /* Publish the connection and resend the queue, in order. */
             pthread_mutex_lock(&c->send_lock);
@@ -665,15 +672,18 @@ SvmMemClient *svm_memclient_connect(const SvmMemClientConfig *cfg, GError **errp
     c->state_cb = cfg->state_cb;
     c->state_opaque = cfg->state_opaque;
     c->ops = ops;
+    c->owner_epoch = cfg->owner_epoch;
     c->rx = rx_buffer_alloc();
 
-    SvmWireAttach attach = { .npages = c->npages };
+    SvmWireAttach attach = { .npages = c->npages, .owner_epoch = c->owner_epoch };
+    SvmWireAttach attach_rep = { 0 };
     SvmProtoLogin login = {
         .address = c->address, .role = SVM_ROLE_VM, .id = c->vm_id,
         .secret = c->secret, .secret_len = c->secret_len,
         .timeout_ms = c->timeout_ms, .attach = &attach,
     };
-    c->conn = svm_proto_login(ops, &login, NULL, errp);
+    c->conn = svm_proto_login(ops, &login, &attach_rep, errp);
+    c->ns_epoch = attach_rep.owner_epoch;
     if (!c->conn) {
         rx_buffer_free(c->rx);
         g_free(c->address);
@@ -728,6 +738,11 @@ void svm_memclient_close(SvmMemClient *c)
     g_free(c->vm_id);
     rx_buffer_free(c->rx);
     g_free(c);
+}
+
+uint64_t svm_memclient_namespace_epoch(const SvmMemClient *c)
+{
+    return atomic_load(&((SvmMemClient *)c)->ns_epoch);
 }
 
 const char *svm_memclient_address(const SvmMemClient *c)

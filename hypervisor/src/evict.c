@@ -137,8 +137,12 @@ static bool evictable(void *opaque, uint64_t page, uint8_t s)
 {
     SvmPager *p = opaque;
 
-    /* dirty pages of an unreachable server cannot be written back now */
-    return !(s & PT_DIRTY) || !atomic_load(&svm_remote_server(p, page)->down);
+    /*
+     * Dirty pages of an unreachable server cannot be written back now, nor
+     * any while this pager does not own the VM's pages (migration).
+     */
+    return !(s & PT_DIRTY) || (atomic_load(&p->owner) &&
+                               !atomic_load(&svm_remote_server(p, page)->down));
 }
 
 static void clock_wake(void *opaque, uint64_t page)

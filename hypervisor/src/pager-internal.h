@@ -33,6 +33,7 @@ typedef struct SvmServer {
     unsigned idx;
     char *name;                 /* as configured */
     SvmMemClient *client;
+    SvmMemClient *old_client;   /* before take_ownership; closed at stop */
     atomic_bool down;
 } SvmServer;
 
@@ -59,6 +60,14 @@ struct SvmPager {
     bool minor;                 /* MINOR registered and CONTINUE_MODE_WP works */
     int stop_fd;                /* eventfd: wakes the fault threads on stop */
     atomic_bool stopping;
+
+    /* ownership of the VM's pages on the servers (migrate.c) */
+    atomic_bool owner;          /* false: never write to the servers */
+    _Atomic uint64_t epoch;     /* epoch the current clients attached with */
+    uint64_t flush_cursor;      /* next page svm_pager_flush() looks at */
+    char *vm_id;                /* for new connections (take_ownership) */
+    void *secret;
+    size_t secret_len;
 
     SvmPageTable pt;
     SvmStripe stripe;
@@ -155,6 +164,9 @@ SVM_LOCAL void svm_install(SvmPager *p, uint64_t page, uint8_t old,
 SVM_LOCAL bool svm_remote_connect(SvmPager *p, const SvmPagerConfig *cfg,
                                   GError **errp);
 SVM_LOCAL void svm_remote_close(SvmPager *p);
+/* A new connection to server i attached with owner epoch `epoch`. */
+SVM_LOCAL SvmMemClient *svm_remote_client_new(SvmPager *p, unsigned i,
+                                              uint64_t epoch, GError **errp);
 SVM_LOCAL SvmServer *svm_remote_server(SvmPager *p, uint64_t page);
 SVM_LOCAL int svm_remote_read(SvmPager *p, uint64_t page, void *buf);
 /* pages all on server s */
@@ -172,8 +184,16 @@ SVM_LOCAL void svm_retry_stop(SvmPager *p);
 SVM_LOCAL void svm_retry_add(SvmPager *p, uint64_t page);
 SVM_LOCAL void svm_retry_kick(SvmPager *p);
 
+/* migrate.c */
+SVM_LOCAL void svm_migrate_init_incoming(SvmPager *p);
+SVM_LOCAL bool svm_migrate_claim(SvmPager *p, const SvmPagerConfig *cfg,
+                                 GError **errp);
+
 /* pager-prefetch.c */
 SVM_LOCAL void svm_prefetch_after_fault(SvmPager *p, uint64_t page);
 SVM_LOCAL void svm_prefetch_drain(SvmPager *p);
+/* Queue asynchronous fills of remote pages (free budget only); returns how many. */
+SVM_LOCAL unsigned svm_prefetch_pages(SvmPager *p, const uint64_t *pages,
+                                      unsigned n);
 
 #endif

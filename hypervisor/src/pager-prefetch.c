@@ -159,6 +159,48 @@ void svm_prefetch_after_fault(SvmPager *p, uint64_t page)
     }
 }
 
+unsigned svm_prefetch_pages(SvmPager *p, const uint64_t *pages, unsigned n)
+{
+    PrefetchReq *r = NULL;
+    SvmServer *rs = NULL;
+    unsigned queued = 0;
+
+    for (unsigned k = 0; k < n; k++) {
+        uint64_t q = pages[k];
+        SvmServer *srv = svm_remote_server(p, q);
+        uint8_t s;
+
+        if (atomic_load(&srv->down) || !svm_pt_try_own(&p->pt, q, &s, false)) {
+            continue;
+        }
+        if ((s & (PT_WHERE_MASK | PT_ONSERVER)) != PT_ONSERVER) {
+            svm_pager_release(p, q, s);
+            continue;
+        }
+        if (!svm_budget_reserve(p, 1, false)) {
+            svm_pager_release(p, q, s);
+            break;
+        }
+        if (r && (rs != srv || r->n == SVM_PREFETCH_MAX)) {
+            issue(p, r, rs);
+            r = NULL;
+        }
+        if (!r) {
+            r = g_new0(PrefetchReq, 1);
+            r->pager = p;
+            rs = srv;
+        }
+        r->pages[r->n] = q;
+        r->states[r->n] = s;
+        r->n++;
+        queued++;
+    }
+    if (r) {
+        issue(p, r, rs);
+    }
+    return queued;
+}
+
 void svm_prefetch_drain(SvmPager *p)
 {
     /* completions arrive on the memory clients' threads */

@@ -299,9 +299,15 @@ SvmPager *svm_pager_start(const SvmPagerConfig *cfg, GError **errp)
         goto fail;
     }
     memset((void *)p->zero_page, 0, SVM_PAGE);
+    if (cfg->incoming) {
+        svm_migrate_init_incoming(p);
+    }
     adopt_existing_pages(p);
 
     if (!svm_remote_connect(p, cfg, errp)) {
+        goto fail;
+    }
+    if (!svm_migrate_claim(p, cfg, errp)) {
         goto fail;
     }
     if (!setup_uffd(p, errp)) {
@@ -324,6 +330,9 @@ SvmPager *svm_pager_start(const SvmPagerConfig *cfg, GError **errp)
                   (budget_pages * SVM_PAGE) >> 20, p->nservers, p->uffd_how,
                   p->minor ? "MINOR+CONTINUE_WP (read tracking, lazy prefetch)" :
                   "MISSING|WP only");
+    svm_pager_log(p, atomic_load(&p->owner) ? "owner, epoch %" PRIu64 :
+                  "incoming: not the owner yet (epoch %" PRIu64 ")",
+                  (uint64_t)atomic_load(&p->epoch));
     return p;
 
 fail:

@@ -139,35 +139,53 @@ static const char *split_transport(const char *spec, char **transport)
     return spec;
 }
 
+SvmMemClient *svm_remote_client_new(SvmPager *p, unsigned i, uint64_t epoch,
+                                    GError **errp)
+{
+    SvmServer *s = &p->servers[i];
+    g_autofree char *transport = NULL;
+    const char *addr = split_transport(s->name, &transport);
+    g_autoptr(GError) err = NULL;
+    SvmMemClientConfig mc = {
+        .address = addr,
+        .transport = transport,
+        .vm_id = p->vm_id,
+        .secret = p->secret,
+        .secret_len = p->secret_len,
+        .npages = svm_stripe_server_npages(&p->stripe, i),
+        .timeout_ms = SVM_REQUEST_TIMEOUT_MS,
+        .reconnect_ms = SVM_RECONNECT_MS,
+        .state_cb = client_state_cb,
+        .state_opaque = s,
+        .owner_epoch = epoch,
+    };
+    SvmMemClient *c = svm_memclient_connect(&mc, &err);
+
+    if (!c) {
+        g_set_error(errp, SVM_PAGER_ERROR, err ? err->code : ECONNREFUSED,
+                    "memory server %s (%u of %u): %s", s->name, i + 1,
+                    p->nservers, err ? err->message : "connect failed");
+    }
+    return c;
+}
+
 bool svm_remote_connect(SvmPager *p, const SvmPagerConfig *cfg, GError **errp)
 {
+    p->vm_id = g_strdup(cfg->vm_id);
+    p->secret = g_memdup2(cfg->secret, cfg->secret_len);
+    p->secret_len = cfg->secret_len;
     p->servers = g_new0(SvmServer, cfg->nservers ? cfg->nservers : 1);
     for (unsigned i = 0; i < cfg->nservers; i++) {
         SvmServer *s = &p->servers[i];
-        g_autofree char *transport = NULL;
-        const char *addr = split_transport(cfg->servers[i], &transport);
-        g_autoptr(GError) err = NULL;
-        SvmMemClientConfig mc = {
-            .address = addr,
-            .transport = transport,
-            .vm_id = cfg->vm_id,
-            .secret = cfg->secret,
-            .secret_len = cfg->secret_len,
-            .npages = svm_stripe_server_npages(&p->stripe, i),
-            .timeout_ms = SVM_REQUEST_TIMEOUT_MS,
-            .reconnect_ms = SVM_RECONNECT_MS,
-            .state_cb = client_state_cb,
-            .state_opaque = s,
-        };
 
         s->pager = p;
         s->idx = i;
         s->name = g_strdup(cfg->servers[i]);
-        s->client = svm_memclient_connect(&mc, &err);
+        /* an incoming pager attaches without an epoch until it takes over */
+        s->client = svm_remote_client_new(p, i,
+                                          cfg->incoming ? 0 : cfg->owner_epoch,
+                                          errp);
         if (!s->client) {
-            g_set_error(errp, SVM_PAGER_ERROR, err ? err->code : ECONNREFUSED,
-                        "memory server %s (%u of %u): %s", s->name, i + 1,
-                        cfg->nservers, err ? err->message : "connect failed");
             return false;
         }
     }
@@ -183,8 +201,15 @@ void svm_remote_close(SvmPager *p)
         if (p->servers[i].client) {
             svm_memclient_close(p->servers[i].client);
         }
+        if (p->servers[i].old_client) {
+            svm_memclient_close(p->servers[i].old_client);
+        }
         g_free(p->servers[i].name);
     }
     g_free(p->servers);
     p->servers = NULL;
+    g_free(p->vm_id);
+    g_free(p->secret);
+    p->vm_id = NULL;
+    p->secret = NULL;
 }

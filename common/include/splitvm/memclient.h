@@ -45,6 +45,11 @@ typedef struct SvmMemClientConfig {
     /* Called (on a client thread) when the connection goes down / comes back. */
     void (*state_cb)(void *opaque, SvmMemClient *c, bool connected);
     void *state_opaque;
+    /*
+     * Owner epoch sent with ATTACH (fencing, see docs/protocol.md); 0 means
+     * no fencing.  Reconnects attach with the same epoch.
+     */
+    uint64_t owner_epoch;
 } SvmMemClientConfig;
 
 /* Server-side statistics of this VM namespace and of the server. */
@@ -62,6 +67,8 @@ SvmMemClient *svm_memclient_connect(const SvmMemClientConfig *cfg, GError **errp
 void svm_memclient_close(SvmMemClient *c);
 const char *svm_memclient_address(const SvmMemClient *c);
 bool svm_memclient_connected(const SvmMemClient *c);
+/* Highest owner epoch of the namespace, as the last ATTACH reply said. */
+uint64_t svm_memclient_namespace_epoch(const SvmMemClient *c);
 
 /*
  * Synchronous page batches, 1..SVM_MAX_BATCH pages.  Page numbers are in the

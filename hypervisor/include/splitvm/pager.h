@@ -49,6 +49,19 @@ typedef struct SvmPagerConfig {
     /* Called on a pager thread; must not block for long. May be NULL. */
     void (*event_cb)(void *opaque, const SvmPagerEvent *ev);
     void *event_opaque;
+    /*
+     * Live migration (docs/migration.md).  incoming: this is a migration
+     * destination; the pager starts not owning the VM's pages (it never
+     * writes to the servers) and treats every page as remote until
+     * svm_pager_set_written() says otherwise.  svm_pager_take_ownership()
+     * makes it the owner.
+     */
+    bool incoming;
+    /*
+     * Owner epoch to attach with (fencing).  0: one above the highest epoch
+     * the servers have seen for this VM, so any older owner is fenced.
+     */
+    uint64_t owner_epoch;
 } SvmPagerConfig;
 
 typedef struct SvmPagerStats {
@@ -82,5 +95,75 @@ void svm_pager_get_stats(SvmPager *p, SvmPagerStats *st);
 
 /* Formats stats as "key value\n" lines (for CLIs and logs); caller frees. */
 char *svm_pager_stats_text(const SvmPagerStats *st);
+
+/*
+ * Live migration with the RAM staying on the memory servers.
+ *
+ * Source: svm_pager_flush() while the guest runs (repeatedly, until the
+ * remaining dirty bytes are small), svm_pager_flush_all() with the guest
+ * stopped, then send svm_pager_owner_epoch() and svm_pager_written_bitmap()
+ * to the destination; once the destination owns the pages,
+ * svm_pager_release_ownership() (or just svm_pager_stop()).
+ * Destination: svm_pager_start() with cfg->incoming, svm_pager_set_written()
+ * with the source's bitmap, svm_pager_take_ownership(source epoch) before
+ * anything reads guest RAM, then optionally svm_pager_warm() with the
+ * source's hot pages.
+ */
+
+/* Bytes of resident pages written since their last write-back. */
+uint64_t svm_pager_dirty_bytes(SvmPager *p);
+
+/*
+ * Write up to max_bytes (0: all) of dirty resident pages back to their
+ * servers; they stay resident, clean and write-protected, so a later write
+ * makes them dirty again.  Safe while the guest runs.  *remaining (may be
+ * NULL) gets the dirty bytes left.  False + errp if a server refused or did
+ * not answer (-ESTALE/EPERM-like code ESTALE when this pager was fenced).
+ */
+bool svm_pager_flush(SvmPager *p, uint64_t max_bytes, uint64_t *remaining,
+                     GError **errp);
+
+/* With the guest stopped: flush until no page is dirty (or fail). */
+bool svm_pager_flush_all(SvmPager *p, GError **errp);
+
+/* The epoch this pager attached with; 0 while it does not own the pages. */
+uint64_t svm_pager_owner_epoch(SvmPager *p);
+bool svm_pager_is_owner(SvmPager *p);
+
+/*
+ * Bitmap of the pages that were ever written (one bit per 4 KiB page, LSB
+ * first, ceil(npages/8) bytes in *len); caller g_free()s.  Exact only after
+ * svm_pager_flush_all() with the guest stopped.
+ */
+uint8_t *svm_pager_written_bitmap(SvmPager *p, size_t *len);
+
+/* Bitmap (same layout) of the resident pages: the hot-page list. */
+uint8_t *svm_pager_resident_bitmap(SvmPager *p, size_t *len);
+
+/*
+ * Incoming pager, before it owns the pages: pages whose bit is clear were
+ * never written by the source and are filled with zeroes locally instead of
+ * being read from their server.  A wrong length is refused.
+ */
+bool svm_pager_set_written(SvmPager *p, const uint8_t *bits, size_t len,
+                           GError **errp);
+
+/*
+ * Become the owner: forget every page cached locally (the servers hold the
+ * truth), attach to every server with an epoch above both min_epoch and the
+ * highest one the servers have seen.  From the first successful ATTACH on,
+ * the old owner's writes are refused (FENCED).  All servers are checked to
+ * be reachable first, so a failure usually leaves the old owner in charge.
+ */
+bool svm_pager_take_ownership(SvmPager *p, uint64_t min_epoch, GError **errp);
+
+/* Source after the hand-over: never write to the servers again. */
+void svm_pager_release_ownership(SvmPager *p);
+
+/*
+ * Fetch (asynchronously, within the budget) the pages set in bits, e.g.
+ * the source's resident set.  Returns the number of pages queued.
+ */
+uint64_t svm_pager_warm(SvmPager *p, const uint8_t *bits, size_t len);
 
 #endif /* SPLITVM_PAGER_H */

@@ -1,0 +1,440 @@
+/*
+ * Live migration with the RAM staying on the memory servers: flushing
+ * dirty resident pages, the written-pages bitmap, and the hand-over of the
+ * VM's pages from one pager to another through the servers' owner epoch.
+ *
+ * A flushed page stays resident: own it (BUSY) -> write-protect (if mapped)
+ * -> copy it out of the memfd -> write it to its server, wait for the ack
+ * -> release it clean.  A write racing with this blocks in a WP fault on the
+ * BUSY page, is woken at the release and faults again on the now clean,
+ * write-protected page, which makes it dirty again: no write is lost.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pager-internal.h"
+#include "uffd.h"
+
+#define FLUSH_BATCH 64u
+#define FLUSH_ALL_TIMEOUT_NS (60ull * 1000000000ull)
+
+void svm_migrate_init_incoming(SvmPager *p)
+{
+    /* Remote until proven otherwise: the server reads never-written pages as zero. */
+    for (uint64_t i = 0; i < p->npages; i++) {
+        atomic_store(&p->pt.state[i], PT_ABSENT | PT_ONSERVER);
+    }
+    atomic_store(&p->remote, p->npages);
+}
+
+uint64_t svm_pager_dirty_bytes(SvmPager *p)
+{
+    return atomic_load(&p->dirty) * SVM_PAGE;
+}
+
+uint64_t svm_pager_owner_epoch(SvmPager *p)
+{
+    return atomic_load(&p->owner) ? atomic_load(&p->epoch) : 0;
+}
+
+bool svm_pager_is_owner(SvmPager *p)
+{
+    return atomic_load(&p->owner);
+}
+
+void svm_pager_release_ownership(SvmPager *p)
+{
+    if (atomic_exchange(&p->owner, false)) {
+        svm_pager_log(p, "released ownership (epoch %" PRIu64 "); no more "
+                      "writes to the memory servers", (uint64_t)p->epoch);
+    }
+}
+
+/* Owned, dirty, resident pages -> their servers; released clean on success. */
+static int flush_batch(SvmPager *p, const uint64_t *pages, const uint8_t *states,
+                       unsigned n, uint8_t *buf, GError **errp)
+{
+    bool wp[FLUSH_BATCH], ok[FLUSH_BATCH], written[FLUSH_BATCH];
+    int err = 0;
+
+    for (unsigned i = 0; i < n; i++) {
+        wp[i] = false;
+        written[i] = false;
+        ok[i] = true;
+        if (svm_pt_where(states[i]) == PT_MAPPED) {
+            int ret = svm_uffd_writeprotect(p->uffd, svm_page_addr(p, pages[i]),
+                                            SVM_PAGE, true, false);
+            if (ret < 0) {
+                ok[i] = false;
+                err = ret;
+                continue;
+            }
+            wp[i] = true;
+        }
+        if (pread(p->memfd, buf + (size_t)i * SVM_PAGE, SVM_PAGE,
+                  (off_t)(pages[i] * SVM_PAGE)) != SVM_PAGE) {
+            ok[i] = false;
+            err = -errno;
+        }
+    }
+    for (unsigned si = 0; si < p->nservers; si++) {
+        SvmServer *s = &p->servers[si];
+        uint64_t wpages[FLUSH_BATCH];
+        const void *bufs[FLUSH_BATCH];
+        unsigned idx[FLUSH_BATCH], k = 0;
+        int ret;
+
+        for (unsigned i = 0; i < n; i++) {
+            if (ok[i] && svm_remote_server(p, pages[i]) == s) {
+                idx[k] = i;
+                wpages[k] = pages[i];
+                bufs[k++] = buf + (size_t)i * SVM_PAGE;
+            }
+        }
+        if (k == 0) {
+            continue;
+        }
+        ret = svm_remote_write(p, s, wpages, k, bufs);
+        if (ret < 0) {
+            if (!err || ret == -ESTALE) {
+                err = ret;
+            }
+            continue;
+        }
+        for (unsigned j = 0; j < k; j++) {
+            written[idx[j]] = true;
+        }
+        svm_stat_add(&p->writebacks, k);
+        svm_stat_add(&p->bytes_out, (uint64_t)k * SVM_PAGE);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (!written[i]) {
+            if (wp[i]) {
+                svm_uffd_writeprotect(p->uffd, svm_page_addr(p, pages[i]),
+                                      SVM_PAGE, false, false);
+            }
+            svm_pager_release(p, pages[i], states[i]);
+            continue;
+        }
+        svm_stat_sub(&p->dirty, 1);
+        svm_pager_release(p, pages[i], (states[i] & ~PT_DIRTY) | PT_ONSERVER);
+    }
+    if (err < 0) {
+        g_set_error(errp, SVM_PAGER_ERROR, -err,
+                    "flushing dirty pages to the memory servers: %s%s",
+                    g_strerror(-err), err == -ESTALE ?
+                    " (this pager was fenced: another one owns the VM now)" : "");
+    }
+    return err;
+}
+
+bool svm_pager_flush(SvmPager *p, uint64_t max_bytes, uint64_t *remaining,
+                     GError **errp)
+{
+    uint64_t budget = max_bytes ? (max_bytes + SVM_PAGE - 1) / SVM_PAGE : UINT64_MAX;
+    uint64_t pages[FLUSH_BATCH], done = 0;
+    uint8_t states[FLUSH_BATCH];
+    g_autofree uint8_t *buf = NULL;
+    unsigned n = 0;
+    bool ok = true;
+
+    if (!atomic_load(&p->owner)) {
+        g_set_error(errp, SVM_PAGER_ERROR, EPERM,
+                    "this pager does not own the VM's pages; it cannot write them");
+        return false;
+    }
+    if (p->nservers == 0) {
+        g_set_error(errp, SVM_PAGER_ERROR, EINVAL,
+                    "no memory server is configured: there is nowhere to flush to");
+        return false;
+    }
+    buf = aligned_alloc(SVM_PAGE, (size_t)FLUSH_BATCH * SVM_PAGE);
+    if (!buf) {
+        g_set_error(errp, SVM_PAGER_ERROR, ENOMEM, "out of memory");
+        return false;
+    }
+    /* one pass over all pages from where the last call stopped */
+    for (uint64_t k = 0; k < p->npages && done < budget && ok; k++) {
+        uint64_t i = (p->flush_cursor + k) % p->npages;
+        uint8_t s = svm_pt_get(&p->pt, i);
+
+        if (!(s & PT_DIRTY) || (s & PT_BUSY) || !svm_pt_resident(s)) {
+            continue;
+        }
+        if (!svm_pt_try_own(&p->pt, i, &s, false)) {
+            continue;       /* the evictor has it: it writes it back itself */
+        }
+        if (!(s & PT_DIRTY) || !svm_pt_resident(s)) {
+            svm_pager_release(p, i, s);
+            continue;
+        }
+        pages[n] = i;
+        states[n++] = s;
+        done++;
+        if (n == FLUSH_BATCH) {
+            ok = flush_batch(p, pages, states, n, buf, errp) == 0;
+            n = 0;
+            p->flush_cursor = (i + 1) % p->npages;
+        }
+    }
+    if (n) {
+        ok = flush_batch(p, pages, states, n, buf, ok ? errp : NULL) == 0 && ok;
+        p->flush_cursor = (pages[n - 1] + 1) % p->npages;
+    }
+    if (remaining) {
+        *remaining = svm_pager_dirty_bytes(p);
+    }
+    return ok;
+}
+
+bool svm_pager_flush_all(SvmPager *p, GError **errp)
+{
+    uint64_t deadline = svm_now_ns() + FLUSH_ALL_TIMEOUT_NS;
+    uint64_t left = 0;
+
+    do {
+        if (!svm_pager_flush(p, 0, &left, errp)) {
+            return false;
+        }
+        if (left == 0) {
+            return true;
+        }
+        /* pages the evictor holds are written back by it; look again */
+        g_usleep(1000);
+    } while (svm_now_ns() < deadline);
+    g_set_error(errp, SVM_PAGER_ERROR, ETIMEDOUT,
+                "%" PRIu64 " dirty bytes still not flushed after 60 s (is the "
+                "guest really stopped?)", left);
+    return false;
+}
+
+static uint8_t *bitmap_of(SvmPager *p, size_t *len, uint8_t mask)
+{
+    uint8_t *bits;
+
+    *len = (p->npages + 7) / 8;
+    bits = g_malloc0(*len);
+    for (uint64_t i = 0; i < p->npages; i++) {
+        uint8_t s = svm_pt_get(&p->pt, i);
+
+        if ((s & mask) || (mask == PT_WHERE_MASK && svm_pt_resident(s))) {
+            bits[i / 8] |= 1u << (i % 8);
+        }
+    }
+    return bits;
+}
+
+uint8_t *svm_pager_written_bitmap(SvmPager *p, size_t *len)
+{
+    return bitmap_of(p, len, PT_ONSERVER | PT_DIRTY);
+}
+
+uint8_t *svm_pager_resident_bitmap(SvmPager *p, size_t *len)
+{
+    return bitmap_of(p, len, PT_WHERE_MASK);
+}
+
+/* Own page i, waiting for whoever has it (the guest is stopped: short). */
+static uint8_t own_page(SvmPager *p, uint64_t i)
+{
+    uint8_t s;
+
+    while (!svm_pt_try_own(&p->pt, i, &s, false)) {
+        g_usleep(100);
+    }
+    return s;
+}
+
+bool svm_pager_set_written(SvmPager *p, const uint8_t *bits, size_t len,
+                           GError **errp)
+{
+    uint64_t zero = 0;
+
+    if (len != (p->npages + 7) / 8) {
+        g_set_error(errp, SVM_PAGER_ERROR, EINVAL,
+                    "written-pages bitmap is %zu bytes, expected %" PRIu64
+                    " for %" PRIu64 " pages (RAM sizes differ?)", len,
+                    (p->npages + 7) / 8, p->npages);
+        return false;
+    }
+    if (atomic_load(&p->owner)) {
+        g_set_error(errp, SVM_PAGER_ERROR, EBUSY,
+                    "the written-pages bitmap applies to an incoming pager "
+                    "before it owns the pages");
+        return false;
+    }
+    for (uint64_t i = 0; i < p->npages; i++) {
+        uint8_t s;
+
+        if (bits[i / 8] & (1u << (i % 8))) {
+            continue;
+        }
+        s = own_page(p, i);
+        if (svm_pt_where(s) == PT_ABSENT && (s & PT_ONSERVER)) {
+            s &= ~PT_ONSERVER;
+            svm_stat_sub(&p->remote, 1);
+            zero++;
+        }
+        svm_pager_release(p, i, s);
+    }
+    svm_pager_log(p, "%" PRIu64 " of %" PRIu64 " pages were never written by "
+                  "the source: filled locally with zeroes", zero, p->npages);
+    return true;
+}
+
+/*
+ * Forget what is cached here: before the hand-over the old owner may still
+ * have changed these pages on the servers.
+ */
+static void drop_local_pages(SvmPager *p)
+{
+    uint64_t dropped = 0;
+
+    for (uint64_t i = 0; i < p->npages; i++) {
+        uint8_t s = svm_pt_get(&p->pt, i);
+
+        if (!svm_pt_resident(s) && !(s & PT_BUSY)) {
+            continue;
+        }
+        s = own_page(p, i);
+        if (!svm_pt_resident(s)) {
+            svm_pager_release(p, i, s);
+            continue;
+        }
+        if (s & PT_DIRTY) {
+            svm_pager_log(p, "page %" PRIu64 " was written here before the "
+                          "hand-over; the source's copy wins", i);
+            svm_stat_sub(&p->dirty, 1);
+        }
+        fallocate(p->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                  (off_t)(i * SVM_PAGE), SVM_PAGE);
+        svm_stat_sub(&p->resident, 1);
+        if (s & PT_ONSERVER) {
+            svm_stat_add(&p->remote, 1);
+        }
+        dropped++;
+        svm_pager_release(p, i, PT_ABSENT | (s & PT_ONSERVER));
+    }
+    if (dropped) {
+        svm_pager_log(p, "dropped %" PRIu64 " pages cached before the hand-over",
+                      dropped);
+    }
+}
+
+/* Attach every server with a new epoch; the old connections stay open until stop. */
+static bool attach_new_epoch(SvmPager *p, uint64_t min_epoch, bool keep_old,
+                             GError **errp)
+{
+    g_autofree SvmMemClient **fresh = g_new0(SvmMemClient *, p->nservers + 1);
+    uint64_t epoch = min_epoch;
+
+    for (unsigned i = 0; i < p->nservers; i++) {
+        if (!svm_memclient_connected(p->servers[i].client)) {
+            g_set_error(errp, SVM_PAGER_ERROR, EHOSTUNREACH,
+                        "memory server %s is unreachable: not taking over "
+                        "the VM's pages", p->servers[i].name);
+            return false;
+        }
+        epoch = MAX(epoch, svm_memclient_namespace_epoch(p->servers[i].client));
+    }
+    epoch++;
+    /* From the first ATTACH on, the old owner is fenced on that server. */
+    for (unsigned i = 0; i < p->nservers; i++) {
+        fresh[i] = svm_remote_client_new(p, i, epoch, errp);
+        if (!fresh[i]) {
+            g_prefix_error(errp, "taking over with owner epoch %" PRIu64
+                           " (%u of %u servers switched): ", epoch, i,
+                           p->nservers);
+            for (unsigned j = 0; j < i; j++) {
+                svm_memclient_close(fresh[j]);
+            }
+            return false;
+        }
+    }
+    for (unsigned i = 0; i < p->nservers; i++) {
+        SvmServer *s = &p->servers[i];
+        SvmMemClient *old = s->client;
+
+        /* readers racing with the swap use either; both may read */
+        s->client = fresh[i];
+        if (keep_old) {
+            if (s->old_client) {
+                svm_memclient_close(s->old_client);
+            }
+            s->old_client = old;
+        } else {
+            svm_memclient_close(old);
+        }
+    }
+    atomic_store(&p->epoch, epoch);
+    atomic_store(&p->owner, true);
+    return true;
+}
+
+bool svm_pager_take_ownership(SvmPager *p, uint64_t min_epoch, GError **errp)
+{
+    if (atomic_load(&p->owner)) {
+        g_set_error(errp, SVM_PAGER_ERROR, EALREADY,
+                    "this pager already owns the VM's pages (epoch %" PRIu64 ")",
+                    (uint64_t)p->epoch);
+        return false;
+    }
+    drop_local_pages(p);
+    /* fault threads may be reading through the old clients: keep them open */
+    if (!attach_new_epoch(p, min_epoch, true, errp)) {
+        return false;
+    }
+    svm_pager_log(p, "took ownership with epoch %" PRIu64, (uint64_t)p->epoch);
+    return true;
+}
+
+bool svm_migrate_claim(SvmPager *p, const SvmPagerConfig *cfg, GError **errp)
+{
+    if (cfg->incoming) {
+        atomic_store(&p->owner, false);
+        atomic_store(&p->epoch, 0);
+        return true;
+    }
+    if (cfg->owner_epoch || p->nservers == 0) {
+        atomic_store(&p->epoch, cfg->owner_epoch);
+        atomic_store(&p->owner, true);
+        return true;
+    }
+    /* nothing ran yet: the probe connections can go right away */
+    return attach_new_epoch(p, 0, false, errp);
+}
+
+uint64_t svm_pager_warm(SvmPager *p, const uint8_t *bits, size_t len)
+{
+    uint64_t pages[SVM_PREFETCH_MAX], queued = 0;
+    unsigned n = 0;
+
+    if (len != (p->npages + 7) / 8 || p->nservers == 0) {
+        return 0;
+    }
+    for (uint64_t i = 0; i < p->npages; i++) {
+        if (!(bits[i / 8] & (1u << (i % 8)))) {
+            continue;
+        }
+        pages[n++] = i;
+        if (n == SVM_PREFETCH_MAX) {
+            unsigned q = svm_prefetch_pages(p, pages, n);
+
+            queued += q;
+            n = 0;
+            if (q == 0 && atomic_load(&p->resident) >= atomic_load(&p->budget_pages)) {
+                return queued;  /* budget full: the rest comes on demand */
+            }
+        }
+    }
+    if (n) {
+        queued += svm_prefetch_pages(p, pages, n);
+    }
+    return queued;
+}
