@@ -81,10 +81,14 @@ class Vm:
 
 def wait_console(vm, pattern, timeout, what):
     def seen():
-        if vm.proc.poll() is not None:
-            fail(f"{vm.name} QEMU exited {vm.proc.returncode} while waiting for "
-                 f"{what}: {vm.stderr()[-2000:]}")
-        return re.search(pattern, vm.console())
+        # Exit first, console second: a guest that prints the pattern and
+        # powers off between two polls must count as seen.
+        exited = vm.proc.poll() is not None
+        m = re.search(pattern, vm.console())
+        if m or not exited:
+            return m
+        fail(f"{vm.name} QEMU exited {vm.proc.returncode} while waiting for "
+             f"{what}: {vm.stderr()[-2000:]}")
     return svmtest.wait_for(seen, timeout, what, interval=0.2)
 
 
