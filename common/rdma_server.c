@@ -32,7 +32,6 @@
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -152,7 +151,7 @@ struct RdmaConn {
     RdmaConn *all_prev, *all_next;      /* in t->all_conns (reg_lock) */
     ConnState state;
     int fd;
-    char peer[INET6_ADDRSTRLEN + 8];
+    char peer[SVM_SOCK_PEER_NAME_MAX];
     uint64_t boot_deadline;
 
     PgWorker *w;                        /* set once ACTIVE */
@@ -664,12 +663,8 @@ static void conn_process(RdmaConn *c)
             break;
         }
         if (pk == SVM_PEEK_BAD) {
-            char msg[96];
-            TxBuf *tb = tx_new(c, SVM_WIRE_HDR_SIZE + 2 + sizeof(msg));
-            snprintf(msg, sizeof(msg), "frame length %u outside [%u, %u]", h.len,
-                     SVM_WIRE_HDR_SIZE, SVM_WIRE_MAX_FRAME);
-            tb->len = svm_wire_enc_error(tb->data, SVM_WIRE_HDR_SIZE + 2 + sizeof(msg),
-                                         h.req_id, h.op, SVM_ST_BAD_FRAME, msg);
+            TxBuf *tb = tx_new(c, SVM_WIRE_BAD_LENGTH_REPLY_MAX);
+            tb->len = svm_wire_enc_bad_length(tb->data, SVM_WIRE_BAD_LENGTH_REPLY_MAX, &h);
             emit(c, tb);
             if (hooks->account) {
                 hooks->account(c->session, UINT64_MAX, c->rx_len - pos, 0);
@@ -1029,8 +1024,8 @@ static void conn_boot_read(RdmaConn *c)
             if (svm_wire_peek(c->rx, c->rx_len, &h) != SVM_PEEK_BAD) {
                 /* A tcp-transport client: tell it what it talks to. */
                 uint8_t rep[SVM_WIRE_HDR_SIZE + 2 + SVM_WIRE_ERRMSG_MAX];
-                size_t n = svm_wire_enc_error(rep, sizeof(rep), svm_get_le64(c->rx + 8),
-                                              c->rx[4], SVM_ST_UNSUPPORTED,
+                size_t n = svm_wire_enc_error(rep, sizeof(rep), h.req_id, h.op,
+                                              SVM_ST_UNSUPPORTED,
                                               "this memory server uses the rdma transport: "
                                               "connect to rdma:HOST:PORT");
                 boot_send_all(c, rep, n);
@@ -1073,16 +1068,7 @@ static void on_accept(SvmPollGroup *pg)
     c->rx_cap = 64 * 1024;
     c->rx = g_malloc(c->rx_cap);
     g_queue_init(&c->lookups);
-    char host[INET6_ADDRSTRLEN] = "?";
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *s = (struct sockaddr_in *)&ss;
-        inet_ntop(AF_INET, &s->sin_addr, host, sizeof(host));
-        snprintf(c->peer, sizeof(c->peer), "%s:%u", host, ntohs(s->sin_port));
-    } else if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *s = (struct sockaddr_in6 *)&ss;
-        inet_ntop(AF_INET6, &s->sin6_addr, host, sizeof(host));
-        snprintf(c->peer, sizeof(c->peer), "[%s]:%u", host, ntohs(s->sin6_port));
-    }
+    svm_sock_peer_name(&ss, c->peer, sizeof(c->peer));
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->session = t->hooks.session_open(t->hooks.opaque, c->peer);

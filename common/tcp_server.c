@@ -13,13 +13,11 @@
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -190,14 +188,8 @@ static void conn_process(TcpConn *c)
         }
         if (pk == SVM_PEEK_BAD) {
             /* The length cannot be trusted, so the stream cannot be
-             * resynchronised: say why, then close. */
-            char msg[96];
-            snprintf(msg, sizeof(msg), "frame length %u outside [%u, %u]",
-                     h.len, SVM_WIRE_HDR_SIZE, SVM_WIRE_MAX_FRAME);
-            if (TX_CAP - c->tx_len >= SVM_WIRE_HDR_SIZE + 2 + sizeof(msg)) {
-                c->tx_len += svm_wire_enc_error(c->tx + c->tx_len, TX_CAP - c->tx_len,
-                                                h.req_id, h.op, SVM_ST_BAD_FRAME, msg);
-            }
+             * resynchronised: say why (if it fits), then close. */
+            c->tx_len += svm_wire_enc_bad_length(c->tx + c->tx_len, TX_CAP - c->tx_len, &h);
             if (hooks->account) {
                 hooks->account(c->session, UINT64_MAX, c->rx_len - pos, 0);
             }
@@ -312,17 +304,8 @@ static void on_accept(SvmPollGroup *pg, int res)
         close(fd);      /* accepted while shutting down */
         return;
     }
-    char peer[INET6_ADDRSTRLEN + 8] = "?";
-    char host[INET6_ADDRSTRLEN] = "?";
-    if (pg->peer.ss_family == AF_INET) {
-        struct sockaddr_in *s = (struct sockaddr_in *)&pg->peer;
-        inet_ntop(AF_INET, &s->sin_addr, host, sizeof(host));
-        snprintf(peer, sizeof(peer), "%s:%u", host, ntohs(s->sin_port));
-    } else if (pg->peer.ss_family == AF_INET6) {
-        struct sockaddr_in6 *s = (struct sockaddr_in6 *)&pg->peer;
-        inet_ntop(AF_INET6, &s->sin6_addr, host, sizeof(host));
-        snprintf(peer, sizeof(peer), "[%s]:%u", host, ntohs(s->sin6_port));
-    }
+    char peer[SVM_SOCK_PEER_NAME_MAX];
+    svm_sock_peer_name(&pg->peer, peer, sizeof(peer));
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 

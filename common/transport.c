@@ -3,6 +3,7 @@
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -219,4 +220,21 @@ int svm_sock_listen(const char *address, int *port, GError **errp)
                   ((struct sockaddr_in6 *)&bound)->sin6_port :
                   ((struct sockaddr_in *)&bound)->sin_port);
     return fd;
+}
+
+void svm_sock_peer_name(const struct sockaddr_storage *ss, char *buf, size_t cap)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *s = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &s->sin_addr, host, sizeof(host));
+        g_snprintf(buf, cap, "%s:%u", host, ntohs(s->sin_port));
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &s->sin6_addr, host, sizeof(host));
+        g_snprintf(buf, cap, "[%s]:%u", host, ntohs(s->sin6_port));
+    } else {
+        g_strlcpy(buf, "?", cap);
+    }
 }

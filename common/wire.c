@@ -5,6 +5,7 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include <errno.h>
+#include <stdio.h>
 #include "splitvm/wire.h"
 
 _Static_assert(SVM_WIRE_MAX_FRAME >= SVM_WIRE_HDR_SIZE + 8u +
@@ -354,27 +355,33 @@ size_t svm_wire_enc_pagevec_req(uint8_t *buf, size_t cap, uint64_t id, uint8_t o
     return prefix;
 }
 
-bool svm_wire_dec_pagevec_req(uint8_t op, const uint8_t *b, size_t len,
-                              SvmWirePageVec *out)
+SvmWireStatus svm_wire_check_pagevec_req(uint8_t op, const uint8_t *b, size_t len,
+                                         SvmWirePageVec *out)
 {
     if (len < PAGEVEC_FIXED) {
-        return false;
+        return SVM_ST_BAD_FRAME;
     }
     uint32_t n = svm_get_le32(b);
+    out->n = n;
     if (n == 0 || n > SVM_WIRE_MAX_BATCH) {
-        return false;
+        return SVM_ST_BAD_BATCH;
     }
     size_t need = PAGEVEC_FIXED + 8u * (size_t)n;
     if (op == SVM_OP_WRITE) {
         need += (size_t)n * SVM_WIRE_PAGE_SIZE;
     }
     if (len != need) {
-        return false;
+        return SVM_ST_BAD_FRAME;
     }
-    out->n = n;
     out->pages = b + PAGEVEC_FIXED;
     out->data = op == SVM_OP_WRITE ? b + PAGEVEC_FIXED + 8u * (size_t)n : NULL;
-    return true;
+    return SVM_ST_OK;
+}
+
+bool svm_wire_dec_pagevec_req(uint8_t op, const uint8_t *b, size_t len,
+                              SvmWirePageVec *out)
+{
+    return svm_wire_check_pagevec_req(op, b, len, out) == SVM_ST_OK;
 }
 
 /* ---- empty / STATS / errors ---- */
@@ -506,6 +513,15 @@ size_t svm_wire_enc_error(uint8_t *buf, size_t cap, uint64_t id, uint8_t op,
         memcpy(buf + SVM_WIRE_HDR_SIZE + 2, msg, mlen);
     }
     return len;
+}
+
+size_t svm_wire_enc_bad_length(uint8_t *buf, size_t cap, const SvmWireHdr *bad)
+{
+    char msg[SVM_WIRE_BAD_LENGTH_REPLY_MAX - SVM_WIRE_HDR_SIZE - 2];
+
+    snprintf(msg, sizeof(msg), "frame length %u outside [%u, %u]", bad->len,
+             SVM_WIRE_HDR_SIZE, SVM_WIRE_MAX_FRAME);
+    return svm_wire_enc_error(buf, cap, bad->req_id, bad->op, SVM_ST_BAD_FRAME, msg);
 }
 
 void svm_wire_dec_error(const uint8_t *b, size_t len, char *msg, size_t msg_cap)

@@ -237,15 +237,13 @@ static size_t on_pages(SvmSession *s, const SvmWireHdr *h, const uint8_t *body,
                            s->role == SVM_ROLE_ADMIN ? "admin sessions have no namespace"
                                                      : "ATTACH first");
     }
-    if (!svm_wire_dec_pagevec_req(h->op, body, blen, &v)) {
-        if (blen >= 4) {
-            uint32_t n = svm_get_le32(body);
-            if (n == 0 || n > SVM_WIRE_MAX_BATCH) {
-                snprintf(msg, sizeof(msg), "batch of %u pages is not in 1..%u", n,
-                         SVM_WIRE_MAX_BATCH);
-                return reply_error(s, h, out, cap, SVM_ST_BAD_BATCH, msg);
-            }
-        }
+    st = svm_wire_check_pagevec_req(h->op, body, blen, &v);
+    if (st == SVM_ST_BAD_BATCH) {
+        snprintf(msg, sizeof(msg), "batch of %u pages is not in 1..%u", v.n,
+                 SVM_WIRE_MAX_BATCH);
+        return reply_error(s, h, out, cap, SVM_ST_BAD_BATCH, msg);
+    }
+    if (st != SVM_ST_OK) {
         snprintf(msg, sizeof(msg), "malformed %s (body of %zu bytes)",
                  svm_wire_op_name(h->op), blen);
         return reply_error(s, h, out, cap, SVM_ST_BAD_FRAME, msg);

@@ -180,4 +180,8 @@ int svm_sock_connect(const char *address, unsigned timeout_ms, GError **errp);
 /* A non-blocking listening TCP socket on "HOST:PORT"; *port gets the bound port. */
 int svm_sock_listen(const char *address, int *port, GError **errp);
 
+/* An accepted peer's address as "HOST:PORT" / "[V6]:PORT" ("?" if neither), for logs. */
+#define SVM_SOCK_PEER_NAME_MAX  64u
+void svm_sock_peer_name(const struct sockaddr_storage *ss, char *buf, size_t cap);
+
 #endif /* SPLITVM_TRANSPORT_H */

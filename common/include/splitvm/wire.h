@@ -223,6 +223,10 @@ size_t svm_wire_enc_pagevec_req(uint8_t *buf, size_t cap, uint64_t id, uint8_t o
                                 const uint64_t *pages, unsigned n);
 bool svm_wire_dec_pagevec_req(uint8_t op, const uint8_t *body, size_t len,
                               SvmWirePageVec *out);
+/* The same, saying what is wrong: SVM_ST_BAD_BATCH (out->n is then the
+ * count the body claims) or SVM_ST_BAD_FRAME. */
+SvmWireStatus svm_wire_check_pagevec_req(uint8_t op, const uint8_t *body, size_t len,
+                                         SvmWirePageVec *out);
 
 /* Requests and replies with an empty body (DETACH, FREE_NS, ok replies). */
 size_t svm_wire_enc_empty(uint8_t *buf, size_t cap, uint64_t id, uint8_t op,
@@ -239,6 +243,14 @@ void svm_wire_stats_ns_at(const SvmWireStats *s, uint32_t i, SvmWireStatsNs *out
 /* Error reply: status != 0 and an optional human-readable message. */
 size_t svm_wire_enc_error(uint8_t *buf, size_t cap, uint64_t id, uint8_t op,
                           uint16_t status, const char *msg);
+/*
+ * The error reply to a frame svm_wire_peek() found SVM_PEEK_BAD (it names
+ * the bad length; the stream cannot be resynchronised, so the caller closes
+ * after sending it).  0 if it does not fit in cap (at most
+ * SVM_WIRE_BAD_LENGTH_REPLY_MAX bytes).
+ */
+#define SVM_WIRE_BAD_LENGTH_REPLY_MAX   (SVM_WIRE_HDR_SIZE + 2u + 96u)
+size_t svm_wire_enc_bad_length(uint8_t *buf, size_t cap, const SvmWireHdr *bad);
 /* Copies the message (possibly empty) of an error reply body, NUL-terminated. */
 void svm_wire_dec_error(const uint8_t *body, size_t len, char *msg, size_t msg_cap);
 
