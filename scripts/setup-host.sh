@@ -50,16 +50,13 @@ if ! ls /var/lib/apt/lists/*_source_Sources* >/dev/null 2>&1; then
     need_update=1
 fi
 
+export DEBIAN_FRONTEND=noninteractive
 if [ -z "$missing" ] && [ "$need_update" = 0 ]; then
     echo "setup: all packages present"
-    # libvirt's QEMU needs /dev/userfaultfd (splitvm docs/operations.md)
-    "$(dirname "$0")/../orchestration/setup-libvirt.sh"
-    exit 0
+else
+    echo "setup: apt-get update"
+    apt-get update -qq
 fi
-
-export DEBIAN_FRONTEND=noninteractive
-echo "setup: apt-get update"
-apt-get update -qq
 if [ -n "$missing" ]; then
     echo "setup: installing:$missing"
     # libvirt's postinst tries to start services; without systemd that is harmless.
@@ -69,5 +66,5 @@ if [ -n "$missing" ]; then
         exit 1
     }
 fi
+# libvirt's QEMU needs /dev/userfaultfd (docs/operations.md); quiet when set.
 "$(dirname "$0")/../orchestration/setup-libvirt.sh"
-echo "setup: done"
