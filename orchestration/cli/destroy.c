@@ -30,7 +30,8 @@ static bool release(const SvmRack *rack, const char *vm_id, const char *secret_f
             continue;
         }
         g_autoptr(GError) err = NULL;
-        if (!svm_memserver_free_vm(rack, s, transport, vm_id, secret_file, &err)) {
+        if (!svm_memserver_free_vm(rack, s, svm_rack_server_transport(s, transport),
+                                   vm_id, secret_file, &err)) {
             svm_cli_warn("memory server %s: could not free %s's pages: %s", s->name,
                          vm_id, err->message);
             ok = false;
@@ -70,10 +71,7 @@ static int destroy_leftovers(const char *name)
     }
     g_autoptr(GPtrArray) names = g_ptr_array_new();
     for (guint i = 0; i < rack->servers->len; i++) {
-        SvmRackServer *s = rack->servers->pdata[i];
-        if (s->tcp) {
-            g_ptr_array_add(names, s->name);
-        }
+        g_ptr_array_add(names, ((SvmRackServer *)rack->servers->pdata[i])->name);
     }
     g_ptr_array_add(names, NULL);
     if (!release(rack, name, secret, "tcp", (char **)names->pdata, &err)) {

@@ -353,6 +353,14 @@ SvmRackServer *svm_rack_find_server(const SvmRack *rack, const char *name)
     return NULL;
 }
 
+const char *svm_rack_server_transport(const SvmRackServer *s, const char *preferred)
+{
+    if (!strcmp(preferred, "rdma")) {
+        return s->rdma ? "rdma" : "tcp";
+    }
+    return s->tcp ? "tcp" : "rdma";
+}
+
 const char *svm_rack_server_address(const SvmRackServer *s, const char *transport)
 {
     if (!strcmp(transport, "rdma")) {

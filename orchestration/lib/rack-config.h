@@ -52,6 +52,8 @@ SvmRackHost *svm_rack_find_host(const SvmRack *rack, const char *name);
 SvmRackServer *svm_rack_find_server(const SvmRack *rack, const char *name);
 /* The server's address for TRANSPORT ("tcp"/"rdma"), NULL if it has none. */
 const char *svm_rack_server_address(const SvmRackServer *s, const char *transport);
+/* preferred if s has an address for it, else the transport s does have. */
+const char *svm_rack_server_transport(const SvmRackServer *s, const char *preferred);
 
 /* Helpers shared with the VM spec parser. */
 bool svm_valid_name(const char *name, unsigned maxlen);
