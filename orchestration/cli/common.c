@@ -127,8 +127,17 @@ virDomainPtr svm_cli_find_vm(GPtrArray *conns, const char *name, SvmVmInfo **inf
         if (!dom) {
             continue;
         }
-        virDomainFree(dom);
-        return svm_virt_lookup_vm(conns->pdata[i], name, info, errp);
+        SvmVmInfo *found = svm_vm_info_require(dom, errp);
+        if (!found) {
+            virDomainFree(dom);
+            return NULL;
+        }
+        if (info) {
+            *info = found;
+        } else {
+            svm_vm_info_free(found);
+        }
+        return dom;
     }
     g_set_error(errp, SVM_ORCH_ERROR, 0, "no VM named '%s' (see `splitvm ls`)", name);
     return NULL;

@@ -20,6 +20,7 @@
 #include "host-check.h"
 #include "local-rack.h"
 #include "memservers.h"
+#include "secrets.h"
 #include "size.h"
 
 static gboolean opt_force;
@@ -87,20 +88,6 @@ static bool check_host(const SvmRack *rack, const SvmRackHost *host, GError **er
     return false;
 }
 
-static bool make_secrets_dir(const SvmRack *rack, GError **errp)
-{
-    g_autofree char *parent = g_path_get_dirname(rack->secrets_dir);
-
-    if (g_mkdir_with_parents(parent, 0755) < 0 ||
-        (mkdir(rack->secrets_dir, 0711) < 0 && errno != EEXIST) ||
-        chmod(rack->secrets_dir, 0711) < 0) {
-        g_set_error(errp, SVM_ORCH_ERROR, 0, "cannot create secrets dir %s: %s",
-                    rack->secrets_dir, g_strerror(errno));
-        return false;
-    }
-    return true;
-}
-
 static int rack_up(SvmRack *rack)
 {
     g_autoptr(GError) err = NULL;
@@ -111,6 +98,9 @@ static int rack_up(SvmRack *rack)
         return svm_cli_fail(err);
     }
     printf("rack %s (%s): up\n", rack->name, rack->path);
+    if (!svm_secrets_dir_ensure(rack->secrets_dir, &err)) {
+        return svm_cli_fail(err);
+    }
     for (guint i = 0; i < rack->hosts->len; i++) {
         SvmRackHost *h = rack->hosts->pdata[i];
         bool started;
@@ -125,12 +115,9 @@ static int rack_up(SvmRack *rack)
         }
         step_ok(true, "libvirtd %s (%s)", started ? "started" : "already running",
                 h->libvirt_uri);
-        if (!make_secrets_dir(rack, &err) || !check_host(rack, h, &err)) {
+        if (!check_host(rack, h, &err)) {
             return svm_cli_fail(err);
         }
-    }
-    if (!make_secrets_dir(rack, &err)) {
-        return svm_cli_fail(err);
     }
     for (guint i = 0; i < rack->servers->len; i++) {
         SvmRackServer *s = rack->servers->pdata[i];

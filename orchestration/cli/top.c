@@ -3,6 +3,7 @@
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <time.h>
@@ -22,11 +23,27 @@ static const GOptionEntry entries[] = {
     { NULL }
 };
 
-static volatile sig_atomic_t stop;
-
-static void on_signal(int sig)
+/*
+ * Waits SECONDS or until SIGINT/SIGTERM (blocked in QUIT); true on a signal.
+ * g_usleep would restart after the signal and sit out the whole interval.
+ */
+static bool wait_quit(const sigset_t *quit, double seconds)
 {
-    stop = 1;
+    gint64 end = g_get_monotonic_time() + (gint64)(seconds * G_USEC_PER_SEC);
+
+    for (;;) {
+        gint64 left = end - g_get_monotonic_time();
+        if (left <= 0) {
+            return false;
+        }
+        struct timespec ts = { left / G_USEC_PER_SEC, left % G_USEC_PER_SEC * 1000 };
+        if (sigtimedwait(quit, NULL, &ts) >= 0) {
+            return true;
+        }
+        if (errno != EINTR) {
+            return false;       /* EAGAIN: the interval is over */
+        }
+    }
 }
 
 int svm_cmd_top(int argc, char **argv)
@@ -45,17 +62,21 @@ int svm_cmd_top(int argc, char **argv)
                 "--iterations >= 0\n");
         return 2;
     }
+    /* Held pending while sampling, taken by wait_quit(); blocked
+     * before libvirt could start a thread that would take them instead. */
+    sigset_t quit;
+    sigemptyset(&quit);
+    sigaddset(&quit, SIGINT);
+    sigaddset(&quit, SIGTERM);
+    sigprocmask(SIG_BLOCK, &quit, NULL);
     g_autoptr(GPtrArray) conns = svm_cli_connections(&err);
     if (!conns) {
         return svm_cli_fail(err);
     }
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
     bool tty = isatty(STDOUT_FILENO);
     g_autoptr(GPtrArray) before = svm_vm_sample_all(conns);
-    for (int i = 0; !stop && (opt_iterations == 0 || i < opt_iterations); i++) {
-        g_usleep((gulong)(opt_interval * G_USEC_PER_SEC));
-        if (stop) {
+    for (int i = 0; opt_iterations == 0 || i < opt_iterations; i++) {
+        if (wait_quit(&quit, opt_interval)) {
             break;
         }
         GPtrArray *now = svm_vm_sample_all(conns);

@@ -13,7 +13,6 @@ void svm_vm_sample_free(SvmVmSample *s)
         return;
     }
     g_free(s->name);
-    g_free(s->host);
     g_free(s->error);
     if (s->raw) {
         json_object_unref(s->raw);
@@ -62,10 +61,8 @@ SvmVmSample *svm_vm_sample(virDomainPtr dom, const SvmVmInfo *info)
     SvmVmSample *s = g_new0(SvmVmSample, 1);
     virDomainInfo di;
     g_autoptr(GError) err = NULL;
-    virConnectPtr conn = virDomainGetConnect(dom);
 
     s->name = g_strdup(info->name);
-    s->host = virConnectGetHostname(conn);
     s->memory = info->memory;
     s->budget = info->budget;
     if (virDomainGetInfo(dom, &di) < 0) {
@@ -75,7 +72,8 @@ SvmVmSample *svm_vm_sample(virDomainPtr dom, const SvmVmInfo *info)
     }
     s->state = state_name(di.state);
     s->vcpus = di.nrVirtCpu;
-    s->active = virDomainIsActive(dom) == 1;
+    /* Every state but shut off is a running QEMU (saves a libvirt round trip). */
+    s->active = di.state != VIR_DOMAIN_SHUTOFF;
     if (!s->active) {
         return s;
     }

@@ -17,7 +17,6 @@
 
 typedef struct SvmVmSample {
     char *name;
-    char *host;                 /* libvirt hostname */
     const char *state;          /* "running", "paused", "shut off", ... */
     bool active;
     unsigned vcpus;

@@ -170,16 +170,12 @@ static bool secrets_file_save(GKeyFile *kf, const char *path, GError **errp)
     return true;
 }
 
-bool svm_memserver_secrets_init(const SvmRack *rack, const SvmRackServer *s,
-                                GError **errp)
+/* Gives KF a random [admin] secret (for --stats) unless it has one. */
+static bool secrets_add_admin(GKeyFile *kf, bool *added, GError **errp)
 {
-    g_autofree char *path = svm_memserver_secrets_file(rack, s->name);
-    g_autoptr(GKeyFile) kf = secrets_file_load(path, errp);
     unsigned char raw[32];
 
-    if (!kf) {
-        return false;
-    }
+    *added = false;
     if (g_key_file_has_group(kf, "admin")) {
         return true;
     }
@@ -192,7 +188,21 @@ bool svm_memserver_secrets_init(const SvmRack *rack, const SvmRackServer *s,
         g_string_append_printf(hex, "%02x", raw[i]);
     }
     g_key_file_set_string(kf, "admin", "secret-hex", hex->str);
-    return secrets_file_save(kf, path, errp);
+    *added = true;
+    return true;
+}
+
+bool svm_memserver_secrets_init(const SvmRack *rack, const SvmRackServer *s,
+                                GError **errp)
+{
+    g_autofree char *path = svm_memserver_secrets_file(rack, s->name);
+    g_autoptr(GKeyFile) kf = secrets_file_load(path, errp);
+    bool added;
+
+    if (!kf || !secrets_add_admin(kf, &added, errp)) {
+        return false;
+    }
+    return !added || secrets_file_save(kf, path, errp);
 }
 
 bool svm_memservers_admit_vm(const SvmRack *rack, GPtrArray *servers,
@@ -208,11 +218,9 @@ bool svm_memservers_admit_vm(const SvmRack *rack, GPtrArray *servers,
     for (guint i = 0; i < servers->len; i++) {
         SvmRackServer *s = servers->pdata[i];
         g_autofree char *path = svm_memserver_secrets_file(rack, s->name);
-        if (!svm_memserver_secrets_init(rack, s, errp)) {
-            return false;
-        }
         g_autoptr(GKeyFile) kf = secrets_file_load(path, errp);
-        if (!kf) {
+        bool added;
+        if (!kf || !secrets_add_admin(kf, &added, errp)) {
             return false;
         }
         /* The key is the hex text itself: QEMU hands the pager that text. */
@@ -248,30 +256,46 @@ bool svm_memservers_revoke_vm(const SvmRack *rack, GPtrArray *servers,
     return true;
 }
 
-GHashTable *svm_memserver_admin_stats(const SvmRack *rack, const SvmRackServer *s,
-                                      const char *transport, GError **errp)
+/*
+ * Runs `splitvm-memserver --stats` against S with its secrets file, as
+ * admin or, with VM_ID, logged in as that VM; *out gets what it printed.
+ */
+static bool run_stats(const SvmRack *rack, const SvmRackServer *s, const char *transport,
+                      const char *vm_id, char **out, GError **errp)
 {
     g_autofree char *path = svm_memserver_secrets_file(rack, s->name);
-    g_autofree char *out = NULL, *err_text = NULL;
+    g_autofree char *err_text = NULL;
     g_autoptr(GError) err = NULL;
     int status;
 
     if (!rack->memserver_binary) {
         g_set_error(errp, SVM_ORCH_ERROR, 0, "%s: [rack] memserver-binary is not set",
                     rack->path);
-        return NULL;
+        return false;
     }
     const char *argv[] = { rack->memserver_binary, "--stats",
                            svm_rack_server_address(s, transport), "--secrets", path,
-                           "--timeout-ms", "3000", NULL };
-    if (!g_spawn_sync(NULL, (char **)argv, NULL, 0, NULL, NULL, &out, &err_text,
+                           "--timeout-ms", "3000",
+                           vm_id ? "--vm" : NULL, vm_id, NULL };
+    if (!g_spawn_sync(NULL, (char **)argv, NULL, 0, NULL, NULL, out, &err_text,
                       &status, &err)) {
         g_set_error(errp, SVM_ORCH_ERROR, 0, "cannot run %s: %s", argv[0], err->message);
-        return NULL;
+        return false;
     }
     if (!g_spawn_check_wait_status(status, NULL)) {
-        g_set_error(errp, SVM_ORCH_ERROR, 0, "memory server %s: %s", s->name,
-                    g_strstrip(err_text));
+        g_set_error(errp, SVM_ORCH_ERROR, 0, "%s", g_strstrip(err_text));
+        return false;
+    }
+    return true;
+}
+
+GHashTable *svm_memserver_admin_stats(const SvmRack *rack, const SvmRackServer *s,
+                                      const char *transport, GError **errp)
+{
+    g_autofree char *out = NULL;
+
+    if (!run_stats(rack, s, transport, NULL, &out, errp)) {
+        g_prefix_error(errp, "memory server %s: ", s->name);
         return NULL;
     }
     GHashTable *kv = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
@@ -335,25 +359,10 @@ bool svm_memserver_vm_pages(const SvmRack *rack, const SvmRackServer *s,
 bool svm_memserver_check_vm(const SvmRack *rack, const SvmRackServer *s,
                             const char *transport, const char *vm_id, GError **errp)
 {
-    g_autofree char *path = svm_memserver_secrets_file(rack, s->name);
-    g_autofree char *out = NULL, *err_text = NULL;
-    g_autoptr(GError) err = NULL;
-    int status;
-    const char *argv[] = { rack->memserver_binary, "--stats",
-                           svm_rack_server_address(s, transport), "--secrets", path,
-                           "--vm", vm_id, "--timeout-ms", "3000", NULL };
+    g_autofree char *out = NULL;
 
     /* Logs in as the VM with the secret we gave the server: no attach, no pages. */
-    if (!g_spawn_sync(NULL, (char **)argv, NULL, 0, NULL, NULL, &out, &err_text,
-                      &status, &err)) {
-        g_set_error(errp, SVM_ORCH_ERROR, 0, "cannot run %s: %s", argv[0], err->message);
-        return false;
-    }
-    if (!g_spawn_check_wait_status(status, NULL)) {
-        g_set_error(errp, SVM_ORCH_ERROR, 0, "%s", g_strstrip(err_text));
-        return false;
-    }
-    return true;
+    return run_stats(rack, s, transport, vm_id, &out, errp);
 }
 
 #ifdef SVM_HAVE_MEMCLIENT

@@ -16,11 +16,13 @@ char *svm_secret_path(const SvmRack *rack, const char *vm_name)
     return g_build_filename(rack->secrets_dir, file, NULL);
 }
 
-static bool make_secrets_dir(const char *dir, GError **errp)
+bool svm_secrets_dir_ensure(const char *dir, GError **errp)
 {
+    g_autofree char *parent = g_path_get_dirname(dir);
     struct stat st;
 
-    if (g_mkdir_with_parents(dir, 0711) < 0) {
+    if (g_mkdir_with_parents(parent, 0755) < 0 ||
+        (mkdir(dir, 0711) < 0 && errno != EEXIST)) {
         g_set_error(errp, SVM_ORCH_ERROR, 0, "cannot create secrets directory %s: %s",
                     dir, g_strerror(errno));
         return false;
@@ -42,7 +44,7 @@ bool svm_secret_ensure(const char *path, uid_t uid, gid_t gid, bool *created,
     char hex[SVM_SECRET_HEX_LEN + 1];
 
     *created = false;
-    if (!make_secrets_dir(dir, errp)) {
+    if (!svm_secrets_dir_ensure(dir, errp)) {
         return false;
     }
     if (access(path, F_OK) == 0) {

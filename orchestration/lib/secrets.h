@@ -18,6 +18,8 @@
 #define SVM_SECRET_HEX_LEN 64
 
 char *svm_secret_path(const SvmRack *rack, const char *vm_name);
+/* Creates DIR (parents 0755) and makes it 0711: traversable, not listable. */
+bool svm_secrets_dir_ensure(const char *dir, GError **errp);
 
 /* Creates the key file unless it exists (then it is checked and kept);
  * *created tells which.  Ownership uid:gid, mode 0400. */

@@ -229,34 +229,21 @@ SvmVmInfo *svm_vm_info_get(virDomainPtr dom, GError **errp)
     return info;
 }
 
-virDomainPtr svm_virt_lookup_vm(virConnectPtr conn, const char *name,
-                                SvmVmInfo **infop, GError **errp)
+SvmVmInfo *svm_vm_info_require(virDomainPtr dom, GError **errp)
 {
     g_autoptr(GError) err = NULL;
-    virDomainPtr dom = virDomainLookupByName(conn, name);
-
-    if (!dom) {
-        svm_virt_error(errp, "no VM named '%s'", name);
-        return NULL;
-    }
     SvmVmInfo *info = svm_vm_info_get(dom, &err);
+
     if (!info) {
         if (err) {
             g_propagate_error(errp, g_steal_pointer(&err));
         } else {
             g_set_error(errp, SVM_ORCH_ERROR, 0,
                         "domain '%s' is not a split VM (it has no splitvm metadata)",
-                        name);
+                        virDomainGetName(dom));
         }
-        virDomainFree(dom);
-        return NULL;
     }
-    if (infop) {
-        *infop = info;
-    } else {
-        svm_vm_info_free(info);
-    }
-    return dom;
+    return info;
 }
 
 JsonNode *svm_qmp(virDomainPtr dom, const char *command, JsonObject *args,

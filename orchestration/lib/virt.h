@@ -54,9 +54,8 @@ SvmVmInfo *svm_vm_info_get(virDomainPtr dom, GError **errp);
 /* The same from a domain XML text (for tests and --dry-run output). */
 SvmVmInfo *svm_vm_info_parse(const char *domain_xml, GError **errp);
 
-/* A split VM by name; error naming it if missing or not a split VM. */
-virDomainPtr svm_virt_lookup_vm(virConnectPtr conn, const char *name,
-                                SvmVmInfo **info, GError **errp);
+/* Like svm_vm_info_get, and a domain that is not a split VM is an error too. */
+SvmVmInfo *svm_vm_info_require(virDomainPtr dom, GError **errp);
 
 /* Runs a QMP command in the domain's QEMU; returns its "return" member. */
 JsonNode *svm_qmp(virDomainPtr dom, const char *command, JsonObject *args,
