@@ -72,7 +72,12 @@ bool svm_budget_reserve(SvmPager *p, uint64_t n, bool wait)
 
         if (r + n <= b) {
             if (atomic_compare_exchange_weak(&p->resident, &r, r + n)) {
-                if (r + n > high_mark(b)) {
+                /*
+                 * Kick only when crossing the mark: above it the evictor
+                 * does not sleep until it is back at the low mark, so
+                 * further kicks would only take room_lock on every fill.
+                 */
+                if (r <= high_mark(b) && r + n > high_mark(b)) {
                     svm_evict_kick(p);
                 }
                 return true;
@@ -163,7 +168,7 @@ static void abort_victim(SvmPager *p, uint64_t page, uint8_t s, bool wp_armed)
     svm_pager_release(p, page, s);
 }
 
-static void punch(SvmPager *p, uint64_t first, uint64_t n)
+void svm_punch(SvmPager *p, uint64_t first, uint64_t n)
 {
     if (fallocate(p->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                   (off_t)(first * SVM_PAGE), (off_t)(n * SVM_PAGE)) < 0) {
@@ -173,23 +178,16 @@ static void punch(SvmPager *p, uint64_t first, uint64_t n)
     }
 }
 
-static void evict_batch(SvmPager *p, uint64_t *pages, uint8_t *states,
-                        unsigned n)
+int svm_writeback(SvmPager *p, const uint64_t *pages, const uint8_t *states,
+                  unsigned n, uint8_t *buf, bool *wp, bool *written)
 {
-    bool ok[SVM_EVICT_BATCH];
-    bool wp[SVM_EVICT_BATCH];
-    bool written[SVM_EVICT_BATCH];
-    unsigned slot[SVM_EVICT_BATCH];
-    unsigned ndirty = 0;
+    int err = 0;
 
-    /* 1. freeze dirty pages and copy them out */
+    g_assert(n <= SVM_WRITEBACK_MAX);
+    /* 1. freeze the pages and copy them out; written[i]: copied, for now */
     for (unsigned i = 0; i < n; i++) {
-        ok[i] = true;       /* for a dirty page: copied out, not yet written */
         wp[i] = false;
         written[i] = false;
-        if (!(states[i] & PT_DIRTY)) {
-            continue;
-        }
         if (svm_pt_where(states[i]) == PT_MAPPED) {
             /* (the kernel refuses DONTWAKE together with WP) */
             int ret = svm_uffd_writeprotect(p->uffd, svm_page_addr(p, pages[i]),
@@ -197,36 +195,34 @@ static void evict_batch(SvmPager *p, uint64_t *pages, uint8_t *states,
             if (ret < 0) {
                 svm_pager_log(p, "write-protect of page %" PRIu64 ": %s",
                               pages[i], strerror(-ret));
-                ok[i] = false;
+                err = ret;
                 continue;
             }
             wp[i] = true;
         }
-        slot[i] = ndirty++;
-        if (pread(p->memfd, p->evict_buf + (size_t)slot[i] * SVM_PAGE, SVM_PAGE,
+        if (pread(p->memfd, buf + (size_t)i * SVM_PAGE, SVM_PAGE,
                   (off_t)(pages[i] * SVM_PAGE)) != SVM_PAGE) {
+            err = -errno;
             svm_pager_log(p, "reading page %" PRIu64 " from the memfd: %s",
                           pages[i], strerror(errno));
-            ok[i] = false;
+            continue;
         }
+        written[i] = true;
     }
 
     /* 2. write back per server, waiting for the ack */
-    for (unsigned si = 0; si < p->nservers && ndirty; si++) {
+    for (unsigned si = 0; si < p->nservers; si++) {
         SvmServer *s = &p->servers[si];
-        uint64_t wpages[SVM_EVICT_BATCH];
-        const void *bufs[SVM_EVICT_BATCH];
-        unsigned idx[SVM_EVICT_BATCH];
-        unsigned k = 0;
+        uint64_t wpages[SVM_WRITEBACK_MAX];
+        const void *bufs[SVM_WRITEBACK_MAX];
+        unsigned idx[SVM_WRITEBACK_MAX], k = 0;
         int ret;
 
         for (unsigned i = 0; i < n; i++) {
-            if ((states[i] & PT_DIRTY) && ok[i] &&
-                svm_remote_server(p, pages[i]) == s) {
+            if (written[i] && svm_remote_server(p, pages[i]) == s) {
                 idx[k] = i;
                 wpages[k] = pages[i];
-                bufs[k] = p->evict_buf + (size_t)slot[i] * SVM_PAGE;
-                k++;
+                bufs[k++] = buf + (size_t)i * SVM_PAGE;
             }
         }
         if (k == 0) {
@@ -234,20 +230,51 @@ static void evict_batch(SvmPager *p, uint64_t *pages, uint8_t *states,
         }
         ret = svm_remote_write(p, s, wpages, k, bufs);
         if (ret < 0) {
+            for (unsigned j = 0; j < k; j++) {
+                written[idx[j]] = false;
+            }
+            if (!err || ret == -ESTALE) {
+                err = ret;
+            }
             continue;
-        }
-        for (unsigned j = 0; j < k; j++) {
-            written[idx[j]] = true;
         }
         svm_stat_add(&p->writebacks, k);
         svm_stat_add(&p->bytes_out, (uint64_t)k * SVM_PAGE);
     }
+    return err;
+}
 
-    /* 3. punch (runs of consecutive pages at once), then release */
+static void evict_batch(SvmPager *p, uint64_t *pages, uint8_t *states,
+                        unsigned n)
+{
+    bool ok[SVM_EVICT_BATCH];
+    bool wp[SVM_EVICT_BATCH];
+    uint64_t dpages[SVM_EVICT_BATCH];
+    uint8_t dstates[SVM_EVICT_BATCH];
+    bool dwp[SVM_EVICT_BATCH], dwritten[SVM_EVICT_BATCH];
+    unsigned ndirty = 0;
+
+    /* 1. dirty pages go to their servers; a clean one is only punched */
     for (unsigned i = 0; i < n; i++) {
-        /* a dirty page leaves only once its server acknowledged it */
-        ok[i] = ok[i] && (!(states[i] & PT_DIRTY) || written[i]);
+        if (states[i] & PT_DIRTY) {
+            dpages[ndirty] = pages[i];
+            dstates[ndirty++] = states[i];
+        }
     }
+    if (ndirty) {
+        svm_writeback(p, dpages, dstates, ndirty, p->evict_buf, dwp, dwritten);
+    }
+    for (unsigned i = 0, d = 0; i < n; i++) {
+        wp[i] = false;
+        ok[i] = true;
+        if (states[i] & PT_DIRTY) {
+            /* a dirty page leaves only once its server acknowledged it */
+            wp[i] = dwp[d];
+            ok[i] = dwritten[d++];
+        }
+    }
+
+    /* 2. punch (runs of consecutive pages at once), then release */
     for (unsigned i = 0; i < n;) {
         unsigned j = i + 1;
 
@@ -258,7 +285,7 @@ static void evict_batch(SvmPager *p, uint64_t *pages, uint8_t *states,
         while (j < n && ok[j] && pages[j] == pages[j - 1] + 1) {
             j++;
         }
-        punch(p, pages[i], j - i);
+        svm_punch(p, pages[i], j - i);
         i = j;
     }
     for (unsigned i = 0; i < n; i++) {

@@ -7,8 +7,8 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include "pager-internal.h"
@@ -19,35 +19,39 @@
 void svm_install(SvmPager *p, uint64_t page, uint8_t old, const void *data,
                  bool from_server, uint8_t extra)
 {
-    /* COPY is atomic and MODE_WP arms write tracking in the same step. */
-    int ret = svm_uffd_copy(p->uffd, svm_page_addr(p, page), data, SVM_PAGE, true);
+    _Atomic uint64_t *fills = from_server ? &p->fills_remote : &p->fills_zero;
+    int ret;
 
+    /*
+     * Counted before the COPY wakes the faulting thread, so that whatever
+     * it reads in the stats next includes this fill; undone on failure.
+     */
+    svm_stat_add(fills, 1);
+    if (from_server) {
+        svm_stat_sub(&p->remote, 1);
+    }
+    /* COPY is atomic and MODE_WP arms write tracking in the same step. */
+    ret = svm_uffd_copy(p->uffd, svm_page_addr(p, page), data, SVM_PAGE, true);
     if (ret == -EEXIST) {
         /* Someone populated it behind our back: keep it, assume written. */
         svm_pager_log(p, "page %" PRIu64 " already present at fill; kept as dirty",
                       page);
+        svm_stat_sub(fills, 1);
         svm_stat_add(&p->dirty, 1);
-        svm_pager_release(p, page, PT_MAPPED | PT_DIRTY | PT_REF |
-                          (old & PT_ONSERVER));
-        svm_uffd_wake(p->uffd, svm_page_addr(p, page), SVM_PAGE);
-        if (from_server) {
-            svm_stat_sub(&p->remote, 1);
-        }
+        svm_pager_release_wake(p, page, PT_MAPPED | PT_DIRTY | PT_REF |
+                               (old & PT_ONSERVER));
         return;
     }
     if (ret < 0) {
         svm_pager_log(p, "UFFDIO_COPY of page %" PRIu64 " failed: %s", page,
                       strerror(-ret));
+        svm_stat_sub(fills, 1);
+        if (from_server) {
+            svm_stat_add(&p->remote, 1);
+        }
         svm_budget_unreserve(p, 1);
-        svm_pager_release(p, page, old);
-        svm_uffd_wake(p->uffd, svm_page_addr(p, page), SVM_PAGE);
+        svm_pager_release_wake(p, page, old);
         return;
-    }
-    if (from_server) {
-        svm_stat_sub(&p->remote, 1);
-        svm_stat_add(&p->fills_remote, 1);
-    } else {
-        svm_stat_add(&p->fills_zero, 1);
     }
     svm_pager_release(p, page, PT_MAPPED | PT_REF | (old & PT_ONSERVER) | extra);
 }
@@ -78,10 +82,11 @@ static void map_cached(SvmPager *p, uint64_t page, uint8_t s)
     if (s & PT_PREFETCHED) {
         svm_stat_add(&p->prefetch_hits, 1);
     }
-    svm_pager_release(p, page, PT_MAPPED | PT_REF |
-                      (s & (PT_DIRTY | PT_ONSERVER)));
+    s = PT_MAPPED | PT_REF | (s & (PT_DIRTY | PT_ONSERVER));
     if (ret == -EEXIST) {
-        svm_uffd_wake(p->uffd, svm_page_addr(p, page), SVM_PAGE);
+        svm_pager_release_wake(p, page, s);     /* CONTINUE did not wake */
+    } else {
+        svm_pager_release(p, page, s);
     }
 }
 
@@ -108,8 +113,7 @@ static void map_missing_again(SvmPager *p, uint64_t page, uint8_t s)
         svm_pager_log(p, "UFFDIO_COPY of page %" PRIu64 " failed: %s", page,
                       strerror(-ret));
     }
-    svm_pager_release(p, page, s | PT_REF);
-    svm_uffd_wake(p->uffd, svm_page_addr(p, page), SVM_PAGE);
+    svm_pager_release_wake(p, page, s | PT_REF);
 }
 
 static void handle_fault(SvmPager *p, uint64_t addr, uint64_t flags)
@@ -123,15 +127,19 @@ static void handle_fault(SvmPager *p, uint64_t addr, uint64_t flags)
         return;
     }
     page = (addr - (uintptr_t)p->host) / SVM_PAGE;
+    if (!svm_pt_try_own(&p->pt, page, &s, true)) {
+        return;     /* the owner wakes this fault when it lets go */
+    }
+    /*
+     * Counted once resolved here (as in fault_lat), not when the event
+     * only found the page BUSY: it comes back then and would count twice.
+     */
     if (flags & UFFD_PAGEFAULT_FLAG_WP) {
         svm_stat_add(&p->faults_wp, 1);
     } else if (flags & UFFD_PAGEFAULT_FLAG_MINOR) {
         svm_stat_add(&p->faults_minor, 1);
     } else {
         svm_stat_add(&p->faults_missing, 1);
-    }
-    if (!svm_pt_try_own(&p->pt, page, &s, true)) {
-        return;     /* the owner wakes this fault when it lets go */
     }
 
     switch (svm_pt_where(s)) {
@@ -186,25 +194,24 @@ static void handle_fault(SvmPager *p, uint64_t addr, uint64_t flags)
 
 static void *fault_thread(void *opaque)
 {
-    SvmPager *p = opaque;
+    SvmFaultThread *t = opaque;
+    SvmPager *p = t->pager;
     struct uffd_msg msgs[FAULT_MSGS];
-    struct pollfd pfd[2] = {
-        { .fd = p->uffd, .events = POLLIN },
-        { .fd = p->stop_fd, .events = POLLIN },
-    };
 
     while (!atomic_load(&p->stopping)) {
+        struct epoll_event ev;
         ssize_t n;
+        int ready = epoll_wait(t->epfd, &ev, 1, 1000);
 
-        if (poll(pfd, 2, 1000) < 0 && errno != EINTR) {
-            svm_pager_log(p, "poll on userfaultfd: %s", strerror(errno));
+        if (ready < 0 && errno != EINTR) {
+            svm_pager_log(p, "epoll on userfaultfd: %s", strerror(errno));
             break;
         }
-        if (pfd[1].revents) {
-            break;
-        }
-        if (!(pfd[0].revents & POLLIN)) {
+        if (ready <= 0) {
             continue;
+        }
+        if (ev.data.fd == p->stop_fd) {
+            break;
         }
         n = read(p->uffd, msgs, sizeof(msgs));
         if (n < 0) {
@@ -224,13 +231,48 @@ static void *fault_thread(void *opaque)
     return NULL;
 }
 
+/*
+ * Each thread waits in its own epoll set with the uffd EXCLUSIVE, so a
+ * fault wakes one idle thread instead of all of them (with poll() every
+ * thread woke and all but one read nothing: wasted syscalls and context
+ * switches per fault).  stop_fd is not exclusive: it wakes them all.
+ */
+static int fault_epoll(SvmPager *p)
+{
+    struct epoll_event uffd_ev = {
+        .events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = p->uffd,
+    };
+    struct epoll_event stop_ev = { .events = EPOLLIN, .data.fd = p->stop_fd };
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+
+    if (epfd < 0) {
+        return -errno;
+    }
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, p->uffd, &uffd_ev) < 0 ||
+        epoll_ctl(epfd, EPOLL_CTL_ADD, p->stop_fd, &stop_ev) < 0) {
+        int ret = -errno;
+
+        close(epfd);
+        return ret;
+    }
+    return epfd;
+}
+
 int svm_fault_start(SvmPager *p)
 {
     for (unsigned i = 0; i < SVM_FAULT_THREADS; i++) {
-        if (pthread_create(&p->fault_threads[i], NULL, fault_thread, p) != 0) {
+        SvmFaultThread *t = &p->fault_threads[i];
+
+        t->pager = p;
+        t->epfd = fault_epoll(p);
+        if (t->epfd < 0) {
+            return t->epfd;
+        }
+        if (pthread_create(&t->thread, NULL, fault_thread, t) != 0) {
+            close(t->epfd);
             return -EAGAIN;
         }
-        pthread_setname_np(p->fault_threads[i], "svm-fault");
+        pthread_setname_np(t->thread, "svm-fault");
         p->nfault_threads++;
     }
     return 0;
@@ -239,7 +281,8 @@ int svm_fault_start(SvmPager *p)
 void svm_fault_stop(SvmPager *p)
 {
     for (unsigned i = 0; i < p->nfault_threads; i++) {
-        pthread_join(p->fault_threads[i], NULL);
+        pthread_join(p->fault_threads[i].thread, NULL);
+        close(p->fault_threads[i].epfd);
     }
     p->nfault_threads = 0;
 }

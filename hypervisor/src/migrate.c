@@ -12,7 +12,6 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +20,7 @@
 #include "pager-internal.h"
 #include "uffd.h"
 
-#define FLUSH_BATCH 64u
+#define FLUSH_BATCH SVM_WRITEBACK_MAX
 #define FLUSH_ALL_TIMEOUT_NS (60ull * 1000000000ull)
 
 void svm_migrate_init_incoming(SvmPager *p)
@@ -60,59 +59,9 @@ void svm_pager_release_ownership(SvmPager *p)
 static int flush_batch(SvmPager *p, const uint64_t *pages, const uint8_t *states,
                        unsigned n, uint8_t *buf, GError **errp)
 {
-    bool wp[FLUSH_BATCH], ok[FLUSH_BATCH], written[FLUSH_BATCH];
-    int err = 0;
+    bool wp[FLUSH_BATCH], written[FLUSH_BATCH];
+    int err = svm_writeback(p, pages, states, n, buf, wp, written);
 
-    for (unsigned i = 0; i < n; i++) {
-        wp[i] = false;
-        written[i] = false;
-        ok[i] = true;
-        if (svm_pt_where(states[i]) == PT_MAPPED) {
-            int ret = svm_uffd_writeprotect(p->uffd, svm_page_addr(p, pages[i]),
-                                            SVM_PAGE, true, false);
-            if (ret < 0) {
-                ok[i] = false;
-                err = ret;
-                continue;
-            }
-            wp[i] = true;
-        }
-        if (pread(p->memfd, buf + (size_t)i * SVM_PAGE, SVM_PAGE,
-                  (off_t)(pages[i] * SVM_PAGE)) != SVM_PAGE) {
-            ok[i] = false;
-            err = -errno;
-        }
-    }
-    for (unsigned si = 0; si < p->nservers; si++) {
-        SvmServer *s = &p->servers[si];
-        uint64_t wpages[FLUSH_BATCH];
-        const void *bufs[FLUSH_BATCH];
-        unsigned idx[FLUSH_BATCH], k = 0;
-        int ret;
-
-        for (unsigned i = 0; i < n; i++) {
-            if (ok[i] && svm_remote_server(p, pages[i]) == s) {
-                idx[k] = i;
-                wpages[k] = pages[i];
-                bufs[k++] = buf + (size_t)i * SVM_PAGE;
-            }
-        }
-        if (k == 0) {
-            continue;
-        }
-        ret = svm_remote_write(p, s, wpages, k, bufs);
-        if (ret < 0) {
-            if (!err || ret == -ESTALE) {
-                err = ret;
-            }
-            continue;
-        }
-        for (unsigned j = 0; j < k; j++) {
-            written[idx[j]] = true;
-        }
-        svm_stat_add(&p->writebacks, k);
-        svm_stat_add(&p->bytes_out, (uint64_t)k * SVM_PAGE);
-    }
     for (unsigned i = 0; i < n; i++) {
         if (!written[i]) {
             if (wp[i]) {
@@ -312,8 +261,7 @@ static void drop_local_pages(SvmPager *p)
                           "hand-over; the source's copy wins", i);
             svm_stat_sub(&p->dirty, 1);
         }
-        fallocate(p->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                  (off_t)(i * SVM_PAGE), SVM_PAGE);
+        svm_punch(p, i, 1);
         svm_stat_sub(&p->resident, 1);
         if (s & PT_ONSERVER) {
             svm_stat_add(&p->remote, 1);

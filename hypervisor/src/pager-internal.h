@@ -21,6 +21,7 @@
 #define SVM_PAGE 4096u
 #define SVM_FAULT_THREADS 4
 #define SVM_EVICT_BATCH 32u
+#define SVM_WRITEBACK_MAX 64u       /* pages per svm_writeback() call */
 #define SVM_PREFETCH_MIN 4u
 #define SVM_PREFETCH_MAX 32u
 #define SVM_PREFETCH_INFLIGHT 64u       /* pages: keeps demand reads from queueing long */
@@ -36,6 +37,13 @@ typedef struct SvmServer {
     SvmMemClient *old_client;   /* before take_ownership; closed at stop */
     atomic_bool down;
 } SvmServer;
+
+/* A fault thread with its own epoll set (see fault.c). */
+typedef struct SvmFaultThread {
+    SvmPager *pager;
+    pthread_t thread;
+    int epfd;
+} SvmFaultThread;
 
 typedef struct SvmRetryList {
     pthread_mutex_t lock;
@@ -83,7 +91,6 @@ struct SvmPager {
     pthread_cond_t room_cond;       /* fault threads wait for room */
     pthread_cond_t evict_cond;      /* the evictor waits for work */
     bool evict_kicked;
-    bool evict_stuck;               /* last round found nothing evictable */
 
     /* eviction */
     pthread_t evict_thread;
@@ -91,7 +98,7 @@ struct SvmPager {
     uint8_t *evict_buf;             /* SVM_EVICT_BATCH pages */
 
     /* faults */
-    pthread_t fault_threads[SVM_FAULT_THREADS];
+    SvmFaultThread fault_threads[SVM_FAULT_THREADS];
     unsigned nfault_threads;
     const uint8_t *zero_page;
 
@@ -139,6 +146,9 @@ static inline void svm_stat_sub(_Atomic uint64_t *c, uint64_t n)
 
 /* Owner is done with page: install `state`, wake faults that waited. */
 SVM_LOCAL void svm_pager_release(SvmPager *p, uint64_t page, uint8_t state);
+/* Same, and wake the page in any case: its own fault was not resolved by a
+ * COPY/CONTINUE that woke it (one UFFDIO_WAKE covers the waiters too). */
+SVM_LOCAL void svm_pager_release_wake(SvmPager *p, uint64_t page, uint8_t state);
 SVM_LOCAL void svm_pager_log(SvmPager *p, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -150,6 +160,19 @@ SVM_LOCAL void svm_evict_stop(SvmPager *p);
 SVM_LOCAL void svm_evict_kick(SvmPager *p);
 SVM_LOCAL bool svm_evict_wait_below(SvmPager *p, uint64_t pages,
                                     unsigned timeout_ms);
+/*
+ * Write n (<= SVM_WRITEBACK_MAX) owned, dirty, resident pages to their
+ * servers and wait for the acks: write-protect the mapped ones (a racing
+ * write then blocks on the BUSY page), copy them out of the memfd into buf
+ * (n pages), one write per server.  wp[i]: page i was write-protected
+ * here; written[i]: its server acknowledged it.  Returns 0 or an error
+ * (-ESTALE, fenced, wins over others).
+ */
+SVM_LOCAL int svm_writeback(SvmPager *p, const uint64_t *pages,
+                            const uint8_t *states, unsigned n, uint8_t *buf,
+                            bool *wp, bool *written);
+/* Drop pages first..first+n-1 from the memfd. */
+SVM_LOCAL void svm_punch(SvmPager *p, uint64_t first, uint64_t n);
 
 /* fault.c */
 SVM_LOCAL int svm_fault_start(SvmPager *p);

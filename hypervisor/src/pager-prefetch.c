@@ -9,7 +9,6 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,12 +30,14 @@ static void prefetch_done(void *opaque, int status)
     PrefetchReq *r = opaque;
     SvmPager *p = r->pager;
 
+    if (status < 0) {
+        svm_budget_unreserve(p, r->n);
+    }
     for (unsigned i = 0; i < r->n; i++) {
         uint64_t page = r->pages[i];
         uint8_t s = r->states[i];
 
         if (status < 0) {
-            svm_budget_unreserve(p, 1);
             svm_pager_release(p, page, s);
             continue;
         }
@@ -50,8 +51,7 @@ static void prefetch_done(void *opaque, int status)
             if (pwrite(p->memfd, r->bufs[i], SVM_PAGE,
                        (off_t)(page * SVM_PAGE)) != SVM_PAGE) {
                 /* drop whatever part landed: the page must stay a hole */
-                fallocate(p->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                          (off_t)(page * SVM_PAGE), SVM_PAGE);
+                svm_punch(p, page, 1);
                 svm_budget_unreserve(p, 1);
                 svm_pager_release(p, page, s);
                 continue;
@@ -89,8 +89,8 @@ static void issue(SvmPager *p, PrefetchReq *r, SvmServer *s)
         svm_stat_sub(&p->prefetch_issued, r->n);
         atomic_fetch_sub(&p->pf_inflight, r->n);
     }
+    svm_budget_unreserve(p, r->n);
     for (unsigned i = 0; i < r->n; i++) {
-        svm_budget_unreserve(p, 1);
         svm_pager_release(p, r->pages[i], r->states[i]);
     }
     free(r->mem);
@@ -99,10 +99,9 @@ static void issue(SvmPager *p, PrefetchReq *r, SvmServer *s)
 
 void svm_prefetch_after_fault(SvmPager *p, uint64_t page)
 {
-    PrefetchReq *r = NULL;
-    SvmServer *rs = NULL;
+    uint64_t pages[SVM_PREFETCH_MAX];
     int64_t stride = 0;
-    unsigned depth;
+    unsigned depth, n = 0;
 
     if (!p->prefetch || p->nservers == 0) {
         return;
@@ -113,50 +112,15 @@ void svm_prefetch_after_fault(SvmPager *p, uint64_t page)
     if (depth == 0 || atomic_load(&p->pf_inflight) >= SVM_PREFETCH_INFLIGHT) {
         return;
     }
-
-    for (unsigned k = 1; k <= depth; k++) {
+    for (unsigned k = 1; k <= depth && k <= SVM_PREFETCH_MAX; k++) {
         int64_t q = (int64_t)page + stride * (int64_t)k;
-        uint8_t s;
-        SvmServer *srv;
 
         if (q < 0 || (uint64_t)q >= p->npages) {
             break;
         }
-        s = svm_pt_get(&p->pt, q);
-        if ((s & (PT_BUSY | PT_WHERE_MASK | PT_ONSERVER)) != PT_ONSERVER) {
-            continue;       /* resident, in flight, or zero (no trip needed) */
-        }
-        srv = svm_remote_server(p, q);
-        if (atomic_load(&srv->down)) {
-            continue;
-        }
-        if (!svm_pt_try_own(&p->pt, q, &s, false)) {
-            continue;
-        }
-        if ((s & (PT_WHERE_MASK | PT_ONSERVER)) != PT_ONSERVER) {
-            svm_pager_release(p, q, s);
-            continue;
-        }
-        if (!svm_budget_reserve(p, 1, false)) {
-            svm_pager_release(p, q, s);
-            break;      /* no free budget: prefetch never evicts */
-        }
-        if (r && rs != srv) {
-            issue(p, r, rs);
-            r = NULL;
-        }
-        if (!r) {
-            r = g_new0(PrefetchReq, 1);
-            r->pager = p;
-            rs = srv;
-        }
-        r->pages[r->n] = q;
-        r->states[r->n] = s;
-        r->n++;
+        pages[n++] = q;
     }
-    if (r) {
-        issue(p, r, rs);
-    }
+    svm_prefetch_pages(p, pages, n);
 }
 
 unsigned svm_prefetch_pages(SvmPager *p, const uint64_t *pages, unsigned n)
@@ -168,8 +132,11 @@ unsigned svm_prefetch_pages(SvmPager *p, const uint64_t *pages, unsigned n)
     for (unsigned k = 0; k < n; k++) {
         uint64_t q = pages[k];
         SvmServer *srv = svm_remote_server(p, q);
-        uint8_t s;
+        uint8_t s = svm_pt_get(&p->pt, q);
 
+        if ((s & (PT_BUSY | PT_WHERE_MASK | PT_ONSERVER)) != PT_ONSERVER) {
+            continue;       /* resident, in flight, or zero (no trip needed) */
+        }
         if (atomic_load(&srv->down) || !svm_pt_try_own(&p->pt, q, &s, false)) {
             continue;
         }

@@ -38,6 +38,12 @@ void svm_pager_release(SvmPager *p, uint64_t page, uint8_t state)
     }
 }
 
+void svm_pager_release_wake(SvmPager *p, uint64_t page, uint8_t state)
+{
+    svm_pt_release(&p->pt, page, state);
+    svm_uffd_wake(p->uffd, svm_page_addr(p, page), SVM_PAGE);
+}
+
 static bool check_budget(SvmPager *p, uint64_t budget, uint64_t *pages,
                          GError **errp)
 {

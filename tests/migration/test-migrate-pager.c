@@ -74,6 +74,25 @@ static void host_stop(Host *h)
     test_ram_destroy(&h->ram);
 }
 
+/*
+ * Two memory servers and a source pager that owns the VM's pages; false
+ * (test skipped) when splitvm-memserver is not built.
+ */
+static bool source_start(Rack *r, Host *src)
+{
+    g_autoptr(GError) err = NULL;
+
+    if (!rack_start(r)) {
+        rack_stop(r);
+        g_test_skip("splitvm-memserver not built (SPLITVM_MEMSERVER unset)");
+        return false;
+    }
+    g_assert_nonnull(host_start(src, r, false, &err));
+    g_assert_no_error(err);
+    g_assert_true(svm_pager_is_owner(src->p));
+    return true;
+}
+
 /* Word 0 of each written page holds (generation << 32 | page). */
 static uint64_t pattern(uint64_t gen, uint64_t page)
 {
@@ -186,13 +205,9 @@ static void test_there_and_back(void)
     SvmPagerStats st;
     uint64_t gen;
 
-    if (!rack_start(&r)) {
-        g_test_skip("splitvm-memserver not built (SPLITVM_MEMSERVER unset)");
+    if (!source_start(&r, &a)) {
         return;
     }
-    g_assert_nonnull(host_start(&a, &r, false, &err));
-    g_assert_no_error(err);
-    g_assert_true(svm_pager_is_owner(a.p));
 
     w.host = a.ram.host;
     pthread_create(&w.thread, NULL, writer_fn, &w);
@@ -240,12 +255,9 @@ static void test_dest_dies(void)
     uint64_t remaining;
     size_t len;
 
-    if (!rack_start(&r)) {
-        g_test_skip("splitvm-memserver not built (SPLITVM_MEMSERVER unset)");
+    if (!source_start(&r, &a)) {
         return;
     }
-    g_assert_nonnull(host_start(&a, &r, false, &err));
-    g_assert_no_error(err);
     write_gen(a.ram.host, 1);
     g_assert_nonnull(host_start(&b, &r, true, &err));
     g_assert_no_error(err);
@@ -290,12 +302,9 @@ static void test_stale_source_fenced(void)
     g_autofree uint8_t *buf = g_malloc0(PG);
     const void *bufs[1] = { buf };
 
-    if (!rack_start(&r)) {
-        g_test_skip("splitvm-memserver not built (SPLITVM_MEMSERVER unset)");
+    if (!source_start(&r, &a)) {
         return;
     }
-    g_assert_nonnull(host_start(&a, &r, false, &err));
-    g_assert_no_error(err);
     src_epoch = svm_pager_owner_epoch(a.p);
     write_gen(a.ram.host, 1);
 
@@ -336,12 +345,9 @@ static void test_stale_pager_flush_fenced(void)
     g_autoptr(GError) err = NULL;
     g_autoptr(GError) err2 = NULL;
 
-    if (!rack_start(&r)) {
-        g_test_skip("splitvm-memserver not built (SPLITVM_MEMSERVER unset)");
+    if (!source_start(&r, &a)) {
         return;
     }
-    g_assert_nonnull(host_start(&a, &r, false, &err));
-    g_assert_no_error(err);
     write_gen(a.ram.host, 1);
     g_assert_true(svm_pager_flush_all(a.p, &err));
     g_assert_no_error(err);
