@@ -34,8 +34,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/userfaultfd.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -46,12 +44,11 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 #include <glib.h>
 
+#include "benchutil.h"
 #include "splitvm/pager.h"
 #include "splitvm/transport.h"
 
@@ -65,14 +62,6 @@ static char **opt_servers;
 static gint64 opt_pages = 1024;
 static gint opt_rounds = 20, opt_toucher_cpu = -1, opt_handler_cpu = -1;
 static gboolean opt_prefetch;
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
 
 static void die(const char *what)
 {
@@ -111,12 +100,6 @@ static void samples_add(Samples *s, uint64_t v)
     s->ns[s->n++] = v;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Nearest rank on sorted samples, in microseconds. */
 static double quantile_us(const Samples *s, double q)
 {
@@ -131,7 +114,7 @@ static double quantile_us(const Samples *s, double q)
 
 static void report(const char *prefix, const char *side, Samples *s, bool with_max)
 {
-    qsort(s->ns, s->n, sizeof(*s->ns), cmp_u64);
+    qsort(s->ns, s->n, sizeof(*s->ns), bench_cmp_u64);
     printf("result %s_%s_p50 %.2f us\n", prefix, side, quantile_us(s, 0.50));
     printf("result %s_%s_p99 %.2f us\n", prefix, side, quantile_us(s, 0.99));
     if (with_max) {
@@ -200,9 +183,9 @@ static uint64_t touch_round(uint8_t *area, uint64_t npages, uint64_t *order,
         if (resident && (resident[pg] & 1)) {
             continue;       /* not a fault: the pager kept it */
         }
-        t0 = now_ns();
+        t0 = bench_now_ns();
         v = *(volatile uint64_t *)(area + pg * PAGE);
-        t1 = now_ns();
+        t1 = bench_now_ns();
         samples_add(out, t1 - t0);
         if (want_tags && v != (pg ^ TAG_MAGIC)) {
             bad++;
@@ -222,39 +205,14 @@ typedef struct Floor {
 
 static int tcp_connect_to(const char *addr)
 {
-    struct sockaddr_storage ss;
-    socklen_t len;
     g_autoptr(GError) err = NULL;
-    int fd, one = 1;
+    int fd = bench_tcp_connect(addr, &err);
 
-    if (!svm_addr_resolve(addr, false, &ss, &len, &err)) {
+    if (fd < 0) {
         fprintf(stderr, "faultbench: --addr: %s\n", err->message);
         exit(2);
     }
-    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&ss, len) < 0) {
-        die(addr);
-    }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return fd;
-}
-
-static bool io_full(int fd, void *buf, size_t len, bool out)
-{
-    uint8_t *p = buf;
-
-    while (len) {
-        ssize_t r = out ? send(fd, p, len, MSG_NOSIGNAL) : recv(fd, p, len, 0);
-        if (r <= 0) {
-            if (r < 0 && errno == EINTR) {
-                continue;
-            }
-            return false;
-        }
-        p += r;
-        len -= (size_t)r;
-    }
-    return true;
 }
 
 static void *floor_handler(void *opaque)
@@ -286,13 +244,13 @@ static void *floor_handler(void *opaque)
             }
             die("read userfaultfd");
         }
-        t0 = now_ns();
+        t0 = bench_now_ns();
         if (msg.event != UFFD_EVENT_PAGEFAULT) {
             continue;
         }
         memcpy(req, &msg.arg.pagefault.address, sizeof(uint64_t));
-        if (!io_full(f->sock, req, REQ_BYTES, true) ||
-            !io_full(f->sock, rep, REP_BYTES, false)) {
+        if (!bench_send_full(f->sock, req, REQ_BYTES) ||
+            !bench_recv_full(f->sock, rep, REP_BYTES)) {
             die("raw TCP round trip");
         }
         struct uffdio_copy copy = {
@@ -303,7 +261,7 @@ static void *floor_handler(void *opaque)
         if (ioctl(f->uffd, UFFDIO_COPY, &copy) < 0 && errno != EEXIST) {
             die("UFFDIO_COPY");
         }
-        samples_add(&f->handler, now_ns() - t0);
+        samples_add(&f->handler, bench_now_ns() - t0);
     }
 }
 
@@ -316,7 +274,7 @@ static void floor_start(Floor *f, uint8_t **area_out, int *memfd_out)
     uint8_t *area;
 
     f->sock = tcp_connect_to(opt_addr);
-    if (!io_full(f->sock, "P", 1, true)) {
+    if (!bench_send_full(f->sock, "P", 1)) {
         die("raw-server handshake");
     }
     memfd = memfd_create("faultbench-floor", MFD_CLOEXEC);

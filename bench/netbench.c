@@ -30,8 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
+#include "benchutil.h"
 #include "splitvm/clientproto.h"
 #include "splitvm/memclient.h"
 #include "splitvm/transport.h"
@@ -45,13 +45,6 @@ static gint opt_iters = 20000, opt_depth = 1, opt_fill = 50;
 static gdouble opt_seconds = 3;
 static gint64 opt_pages = 131072;
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
 static void die(const char *what)
 {
     fprintf(stderr, "netbench: %s: %s\n", what, g_strerror(errno));
@@ -60,54 +53,14 @@ static void die(const char *what)
 
 static int tcp_connect_to(const char *addr)
 {
-    struct sockaddr_storage ss;
-    socklen_t len;
     g_autoptr(GError) err = NULL;
-    if (!svm_addr_resolve(addr, false, &ss, &len, &err)) {
+    int fd = bench_tcp_connect(addr, &err);
+
+    if (fd < 0) {
         fprintf(stderr, "netbench: %s\n", err->message);
         exit(1);
     }
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&ss, len) < 0) {
-        die(addr);
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return fd;
-}
-
-static bool read_full(int fd, void *buf, size_t len)
-{
-    uint8_t *p = buf;
-    while (len) {
-        ssize_t r = recv(fd, p, len, 0);
-        if (r <= 0) {
-            if (r < 0 && errno == EINTR) {
-                continue;
-            }
-            return false;
-        }
-        p += r;
-        len -= (size_t)r;
-    }
-    return true;
-}
-
-static bool write_full(int fd, const void *buf, size_t len)
-{
-    const uint8_t *p = buf;
-    while (len) {
-        ssize_t r = send(fd, p, len, MSG_NOSIGNAL);
-        if (r <= 0) {
-            if (r < 0 && errno == EINTR) {
-                continue;
-            }
-            return false;
-        }
-        p += r;
-        len -= (size_t)r;
-    }
-    return true;
 }
 
 /* ---- raw server ---- */
@@ -120,12 +73,13 @@ static void *raw_conn(void *opaque)
     uint8_t req[REQ_BYTES];
     char kind;
 
-    if (read_full(fd, &kind, 1)) {
+    if (bench_recv_full(fd, &kind, 1)) {
         if (kind == 'P') {
-            while (read_full(fd, req, REQ_BYTES) && write_full(fd, rep, REP_BYTES)) {
+            while (bench_recv_full(fd, req, REQ_BYTES) &&
+                   bench_send_full(fd, rep, REP_BYTES)) {
             }
         } else if (kind == 'S') {
-            while (write_full(fd, chunk, STREAM_CHUNK)) {
+            while (bench_send_full(fd, chunk, STREAM_CHUNK)) {
             }
         }
     }
@@ -136,18 +90,13 @@ static void *raw_conn(void *opaque)
 
 static int cmd_raw_server(void)
 {
-    struct sockaddr_storage ss;
-    socklen_t len;
     g_autoptr(GError) err = NULL;
-    if (!svm_addr_resolve(opt_listen, true, &ss, &len, &err)) {
+    int lfd = bench_tcp_listen(opt_listen, &err);
+    int one = 1;
+
+    if (lfd < 0) {
         fprintf(stderr, "netbench: %s\n", err->message);
         return 1;
-    }
-    int lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(lfd, (struct sockaddr *)&ss, len) < 0 || listen(lfd, 64) < 0) {
-        die(opt_listen);
     }
     for (;;) {
         int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -163,15 +112,9 @@ static int cmd_raw_server(void)
 
 /* ---- latency reporting ---- */
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 static void report_latency(const char *name, uint64_t *ns, size_t n)
 {
-    qsort(ns, n, sizeof(*ns), cmp_u64);
+    qsort(ns, n, sizeof(*ns), bench_cmp_u64);
     printf("result %s_p50 %.2f us\n", name, ns[n / 2] / 1000.0);
     printf("result %s_p99 %.2f us\n", name, ns[n * 99 / 100] / 1000.0);
     printf("result %s_p999 %.2f us\n", name, ns[n * 999 / 1000] / 1000.0);
@@ -195,16 +138,16 @@ static int cmd_raw_rtt(void)
     uint8_t req[REQ_BYTES] = { 0 }, rep[REP_BYTES];
     uint64_t *lat = g_new(uint64_t, opt_iters);
 
-    if (!write_full(fd, "P", 1)) {
+    if (!bench_send_full(fd, "P", 1)) {
         die("send");
     }
     for (int i = -1000; i < opt_iters; i++) {
-        uint64_t t0 = now_ns();
-        if (!write_full(fd, req, REQ_BYTES) || !read_full(fd, rep, REP_BYTES)) {
+        uint64_t t0 = bench_now_ns();
+        if (!bench_send_full(fd, req, REQ_BYTES) || !bench_recv_full(fd, rep, REP_BYTES)) {
             die("ping-pong");
         }
         if (i >= 0) {
-            lat[i] = now_ns() - t0;
+            lat[i] = bench_now_ns() - t0;
         }
     }
     close(fd);
@@ -218,11 +161,11 @@ static int cmd_raw_stream(void)
     uint8_t *buf = g_malloc(STREAM_CHUNK);
     uint64_t bytes = 0;
 
-    if (!write_full(fd, "S", 1)) {
+    if (!bench_send_full(fd, "S", 1)) {
         die("send");
     }
-    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(opt_seconds * 1e9), t;
-    while ((t = now_ns()) < end) {
+    uint64_t t0 = bench_now_ns(), end = t0 + (uint64_t)(opt_seconds * 1e9), t;
+    while ((t = bench_now_ns()) < end) {
         ssize_t r = recv(fd, buf, STREAM_CHUNK, 0);
         if (r <= 0) {
             die("stream");
@@ -268,14 +211,14 @@ static int cmd_rtt(void)
     }
     for (int i = -1000; i < opt_iters; i++) {
         uint64_t p = (uint64_t)(i & 1023);
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
         int rc = svm_memclient_read(c, &p, 1, bufs);
         if (rc < 0) {
             errno = -rc;
             die("read");
         }
         if (i >= 0) {
-            lat[i] = now_ns() - t0;
+            lat[i] = bench_now_ns() - t0;
         }
     }
     svm_memclient_close(c);
@@ -306,7 +249,7 @@ static int cmd_rtt_proto(void)
         size_t len = svm_wire_enc_pagevec_req(req, sizeof(req), (uint64_t)(i + 2000),
                                               SVM_OP_READ, &p, 1);
         struct iovec iov = { .iov_base = req, .iov_len = len };
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
         if (ops->sendv(conn, &iov, 1) < 0) {
             die("send");
         }
@@ -319,7 +262,7 @@ static int cmd_rtt_proto(void)
             have += (size_t)r;
         }
         if (i >= 0) {
-            lat[i] = now_ns() - t0;
+            lat[i] = bench_now_ns() - t0;
         }
     }
     ops->close(conn);
@@ -374,8 +317,8 @@ static int cmd_batch(void)
     sem_init(&pipe.slots, 0, (unsigned)depth);
     pipe.failed = 0;
     uint64_t batches = 0, next = 0;
-    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(opt_seconds * 1e9), t;
-    while ((t = now_ns()) < end && !pipe.failed) {
+    uint64_t t0 = bench_now_ns(), end = t0 + (uint64_t)(opt_seconds * 1e9), t;
+    while ((t = bench_now_ns()) < end && !pipe.failed) {
         Batch *cur = &b[batches % (uint64_t)depth];
         if (depth > 1) {
             sem_wait(&pipe.slots);
@@ -395,7 +338,7 @@ static int cmd_batch(void)
     for (int d = 1; depth > 1 && d <= depth; d++) {
         sem_wait(&pipe.slots);      /* drain */
     }
-    t = now_ns();
+    t = bench_now_ns();
     svm_memclient_close(c);
     printf("result memclient_read64_d%d %.1f MiB/s\n", depth,
            batches * SVM_MAX_BATCH * 4096.0 / ((t - t0) / 1e9) / (1 << 20));

@@ -36,12 +36,12 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                "..", "tests", "lib"))
+_TESTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests")
+sys.path[:0] = [os.path.join(_TESTS, "lib"), os.path.join(_TESTS, "qemu")]
 import svmtest  # noqa: E402  (tests/lib: QMP client, process(), run-guest argv)
+import remotemem as rm  # noqa: E402  (tests/qemu: backend args, QEMU env, stats)
 
 MIB = 1 << 20
 GUESTS = []     # for the post-mortem on failure
@@ -71,25 +71,14 @@ def size_bytes(text):
     return int(text)
 
 
-def qemu_env():
-    env = dict(os.environ)
-    lib = svmtest.build_path("hypervisor")
-    env["LD_LIBRARY_PATH"] = lib + (":" + env["LD_LIBRARY_PATH"]
-                                    if env.get("LD_LIBRARY_PATH") else "")
-    return env
-
-
 def memfd_args(mem):
     return ["-object", f"memory-backend-memfd,id=m0,size={mem},share=on",
             "-machine", "memory-backend=m0"]
 
 
 def remote_args(args, budget):
-    srv = ",".join(f"servers={s}" for s in args.servers.split(","))
-    return ["-object", f"secret,id=sec0,data={args.secret}",
-            "-object", f"memory-backend-remote,id=m0,size={args.mem},{srv},"
-                       f"vm-id={args.vm},secret=sec0,budget={budget},prefetch=on",
-            "-machine", "memory-backend=m0"]
+    return rm.backend_args(args.servers.split(","), size=args.mem, budget=budget,
+                           vm_id=args.vm, secret=args.secret, extra="prefetch=on")
 
 
 def ctl_args(path):
@@ -166,7 +155,7 @@ class Guest:
         fo = stack.enter_context(open(self.out, "w"))
         fe = stack.enter_context(open(self.err, "w"))
         self.proc = stack.enter_context(svmtest.process(argv, stdout=fo, stderr=fe,
-                                                        env=qemu_env()))
+                                                        env=rm.qemu_env()))
         self.deadline = deadline
         GUESTS.append(self)
 
@@ -189,33 +178,6 @@ class Guest:
         if check and self.proc.returncode != 0:
             svmtest.fail(f"{self.name}: run-guest exited {self.proc.returncode}")
         return svmtest.parse_results(out)
-
-
-class StatsSampler:
-    """Keeps the last x-remote-memory-stats of a running guest."""
-
-    def __init__(self, qmp_path):
-        self.qmp = svmtest.QMP(qmp_path, timeout=60)
-        self.last = None
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while not self.done.is_set():
-            try:
-                r = self.qmp.cmd_raw("x-remote-memory-stats", id="m0")
-            except (svmtest.TestFailure, OSError):
-                return      # QEMU exited (the guest powered off)
-            if "return" in r:
-                self.last = r["return"][0]
-            self.done.wait(0.5)
-
-    def stop(self):
-        self.done.set()
-        self.thread.join(10)
-        with contextlib.suppress(OSError):
-            self.qmp.close()
 
 
 def hist_low(b):
@@ -429,7 +391,7 @@ def workload(args, tmp, stack):
     sampler = None
     if args.mode == "splitvm":
         try:
-            sampler = StatsSampler(g.qmp_path)
+            sampler = rm.StatsSampler(g.qmp_path, interval=0.5)
         except OSError as e:
             svmtest.fail(f"QMP of the guest: {e}")
     res = g.finish()
@@ -439,9 +401,9 @@ def workload(args, tmp, stack):
         for k, v in runs[0].items():
             if k != "ok":
                 result(f"{name}_{k}", v, "-")
-    if sampler and sampler.last:
+    if sampler and sampler.samples:
         for k in STATS_KEYS:
-            result(f"pager_{k.replace('-', '_')}", sampler.last[k], "count")
+            result(f"pager_{k.replace('-', '_')}", sampler.samples[-1][k], "count")
 
 
 def main():

@@ -309,8 +309,6 @@ int main(int argc, char **argv)
     key = wl_splitmix64(seed);
     mem = wl_map_mib(mib);
     if (!mem) {
-        wl_progress("cannot map %" PRIu64 " MiB: %s", mib, strerror(errno));
-        wl_result("ok=0 mib=%" PRIu64 " error=mmap-failed", mib);
         return WL_EXIT_FAILED;
     }
     if (sync_dev) {

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,7 +126,12 @@ uint64_t *wl_map_mib(uint64_t mib)
     void *p = mmap(NULL, mib << 20, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
-    return p == MAP_FAILED ? NULL : p;
+    if (p == MAP_FAILED) {
+        wl_progress("cannot map %" PRIu64 " MiB: %s", mib, strerror(errno));
+        wl_result("ok=0 mib=%" PRIu64 " error=mmap-failed", mib);
+        return NULL;
+    }
+    return p;
 }
 
 void wl_unmap_mib(uint64_t *mem, uint64_t mib)

@@ -59,8 +59,9 @@ double wl_now(void);
 
 /*
  * Map @mib MiB of private anonymous memory.  Pages are not pre-faulted:
- * first-touch faults are part of what the workloads exercise.  Returns
- * NULL (errno set) on failure.
+ * first-touch faults are part of what the workloads exercise.  On failure
+ * reports it (progress line and an ok=0 error=mmap-failed result line) and
+ * returns NULL.
  */
 uint64_t *wl_map_mib(uint64_t mib);
 void wl_unmap_mib(uint64_t *mem, uint64_t mib);

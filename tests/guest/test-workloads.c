@@ -97,6 +97,17 @@ static double field_double(GHashTable *fields, const char *key)
     return g_ascii_strtod(field(fields, key), NULL);
 }
 
+/* A run that succeeded: exit 0 and a result line with ok=1; its fields. */
+static GHashTable *expect_ok(const RunResult *r, const char *name)
+{
+    GHashTable *fields;
+
+    g_assert_cmpint(r->status, ==, 0);
+    fields = parse_result_line(r, name);
+    g_assert_cmpstr(field(fields, "ok"), ==, "1");
+    return fields;
+}
+
 static void test_memverify_passes(void)
 {
     g_auto(RunResult) r;
@@ -104,9 +115,7 @@ static void test_memverify_passes(void)
 
     run_workload(&r, "SPLITVM_MEMVERIFY", "--mib", "8", "--loops", "3",
                  "--seed", "42", NULL);
-    g_assert_cmpint(r.status, ==, 0);
-    f = parse_result_line(&r, "memverify");
-    g_assert_cmpstr(field(f, "ok"), ==, "1");
+    f = expect_ok(&r, "memverify");
     g_assert_cmpstr(field(f, "mib"), ==, "8");
     g_assert_cmpstr(field(f, "loops"), ==, "3");
     g_assert_cmpstr(field(f, "seed"), ==, "42");
@@ -122,9 +131,7 @@ static void test_memverify_seconds(void)
 
     run_workload(&r, "SPLITVM_MEMVERIFY", "--mib", "4", "--seconds", "0.3",
                  NULL);
-    g_assert_cmpint(r.status, ==, 0);
-    f = parse_result_line(&r, "memverify");
-    g_assert_cmpstr(field(f, "ok"), ==, "1");
+    f = expect_ok(&r, "memverify");
     g_assert_cmpint(g_ascii_strtoull(field(f, "loops"), NULL, 10), >=, 1);
     g_assert_cmpfloat(field_double(f, "seconds"), >=, 0.3);
 }
@@ -153,9 +160,7 @@ static void test_memscan(void)
     g_autoptr(GHashTable) f = NULL;
 
     run_workload(&r, "SPLITVM_MEMSCAN", "--mib", "8", "--passes", "2", NULL);
-    g_assert_cmpint(r.status, ==, 0);
-    f = parse_result_line(&r, "memscan");
-    g_assert_cmpstr(field(f, "ok"), ==, "1");
+    f = expect_ok(&r, "memscan");
     g_assert_cmpstr(field(f, "mib"), ==, "8");
     g_assert_cmpstr(field(f, "passes"), ==, "2");
     g_assert_cmpfloat(field_double(f, "read_mibps"), >, 0);
@@ -170,9 +175,7 @@ static void test_memrand_ops(void)
 
     run_workload(&r, "SPLITVM_MEMRAND", "--mib", "8", "--ops", "100000",
                  "--seed", "5", NULL);
-    g_assert_cmpint(r.status, ==, 0);
-    f = parse_result_line(&r, "memrand");
-    g_assert_cmpstr(field(f, "ok"), ==, "1");
+    f = expect_ok(&r, "memrand");
     g_assert_cmpstr(field(f, "mib"), ==, "8");
     g_assert_cmpstr(field(f, "ops"), ==, "100000");
     g_assert_cmpfloat(field_double(f, "ops_per_sec"), >, 0);
@@ -185,9 +188,7 @@ static void test_memrand_seconds(void)
 
     run_workload(&r, "SPLITVM_MEMRAND", "--mib", "2", "--seconds", "0.2",
                  NULL);
-    g_assert_cmpint(r.status, ==, 0);
-    f = parse_result_line(&r, "memrand");
-    g_assert_cmpstr(field(f, "ok"), ==, "1");
+    f = expect_ok(&r, "memrand");
     g_assert_cmpfloat(field_double(f, "seconds"), >=, 0.2);
     g_assert_cmpint(g_ascii_strtoull(field(f, "ops"), NULL, 10), >, 0);
 }

@@ -17,20 +17,10 @@ import sys
 import tempfile
 
 import svmtest
-from svmtest import fail, log
+from svmtest import expect_ok, fail, log
 
 SEQUENCE_DEADLINE = 60
 PARALLEL_DEADLINE = 60
-
-
-def expect_ok(results, name, count=1):
-    runs = results.get(name, [])
-    if len(runs) != count:
-        fail(f"expected {count} {name} result line(s), got {len(runs)}: {results}")
-    for r in runs:
-        if r.get("ok") != "1":
-            fail(f"{name} did not report ok=1: {r}")
-    return runs
 
 
 def guest_ready_line(serial_log):

@@ -208,6 +208,18 @@ def parse_results(text):
     return results
 
 
+def expect_ok(results, name, count=1):
+    """The `count` result entries of workload `name`, each with ok=1 (fails
+    otherwise)."""
+    runs = results.get(name, [])
+    if len(runs) != count:
+        fail(f"expected {count} {name} result line(s), got {len(runs)}: {results}")
+    for r in runs:
+        if r.get("ok") != "1":
+            fail(f"{name} did not report ok=1: {r}")
+    return runs
+
+
 class GuestRun(tuple):
     """(rc, results) as returned by run_guest(); also .stdout, .stderr, .argv."""
 

@@ -77,7 +77,11 @@ class Server:
     def __enter__(self):
         self.cm = process(self.argv, stderr=self.log)
         self.proc = self.cm.__enter__()
-        wait_for(self._accepting, 10, f"memserver on {self.addr}")
+        try:
+            wait_for(self._accepting, 10, f"memserver on {self.addr}")
+        except BaseException:
+            self.__exit__(*sys.exc_info())      # `with` only exits what entered
+            raise
         return self
 
     def _accepting(self):

@@ -92,17 +92,20 @@ def wait_console(vm, pattern, timeout, what):
     return svmtest.wait_for(seen, timeout, what, interval=0.2)
 
 
+def migration_ended(src, timeout, what):
+    """query-migrate's answer once the migration from src is over."""
+    def ended():
+        r = src.qmp.cmd("query-migrate")
+        return r if r.get("status") in ("completed", "failed", "cancelled") else None
+    return svmtest.wait_for(ended, timeout, what, interval=0.2)
+
+
 def migrate(src, dst, uri, timeout=240):
     """QMP migrate src -> dst; returns query-migrate's final answer."""
     src.qmp.cmd("migrate-set-parameters", **{"downtime-limit": 2000})
     t0 = time.monotonic()
     src.qmp.cmd("migrate", uri=uri)
-
-    def finished():
-        r = src.qmp.cmd("query-migrate")
-        return r if r.get("status") in ("completed", "failed", "cancelled") else None
-    r = svmtest.wait_for(finished, timeout, f"migration {src.name} -> {dst.name}",
-                         interval=0.2)
+    r = migration_ended(src, timeout, f"migration {src.name} -> {dst.name}")
     if r["status"] != "completed":
         fail(f"migration {src.name} -> {dst.name} {r['status']}: {r}\n"
              f"dest stderr: {dst.stderr()[-2000:]}")
@@ -116,11 +119,7 @@ def migrate(src, dst, uri, timeout=240):
 
 
 def results_of(text):
-    res = svmtest.parse_results(text)
-    runs = res.get("memverify", [])
-    if len(runs) != 1 or runs[0].get("ok") != "1":
-        fail(f"memverify did not pass exactly once: {res}")
-    return runs[0]
+    return svmtest.expect_ok(svmtest.parse_results(text), "memverify")[0]
 
 
 def uptime(text, marker):
@@ -130,18 +129,25 @@ def uptime(text, marker):
     return float(m.group(1))
 
 
+def start_source(tmp, stack, seconds):
+    """Two memory servers and the source VM a, memverify looping for
+    `seconds`, booted and with pages dirtied; returns (servers, run, a)."""
+    srv = rm.MemServers(tmp, stack, count=2, capacity="2G")
+    servers = srv.addresses()
+    run = f"memverify --mib {MIB_VERIFY} --seconds {seconds}"
+    a = Vm(tmp, stack, "a", servers, run)
+    wait_console(a, r"SPLITVM-GUEST-READY", 120, "the guest to boot on a")
+    # let memverify dirty pages first
+    svmtest.wait_for(lambda: a.stats()["dirty-pages"] > 1000, 60,
+                     "memverify to dirty pages on a")
+    return servers, run, a
+
+
 def test_there_and_back(tmp):
     with contextlib.ExitStack() as stack:
-        srv = rm.MemServers(tmp, stack, count=2, capacity="2G")
-        servers = srv.addresses()
         seconds = 75
-        run = f"memverify --mib {MIB_VERIFY} --seconds {seconds}"
-        a = Vm(tmp, stack, "a", servers, run)
-        wait_console(a, r"SPLITVM-GUEST-READY", 120, "the guest to boot on a")
+        servers, run, a = start_source(tmp, stack, seconds)
         ready_up = uptime(a.console(), "SPLITVM-GUEST-READY")
-        # let memverify dirty pages first
-        svmtest.wait_for(lambda: a.stats()["dirty-pages"] > 1000, 60,
-                         "memverify to dirty pages on a")
         b = Vm(tmp, stack, "b", servers, run, incoming=f"unix:{tmp}/mig-b.sock")
         migrate(a, b, f"unix:{tmp}/mig-b.sock")
         sb = b.stats()
@@ -154,7 +160,8 @@ def test_there_and_back(tmp):
         migrate(b, a2, f"unix:{tmp}/mig-a2.sock")
         svmtest.stop_process(b.proc)
 
-        wait_console(a2, r"SPLITVM-GUEST-DONE", seconds + 120, "memverify to finish on a2")
+        done = wait_console(a2, r"SPLITVM-GUEST-DONE rc=(\d+)", seconds + 120,
+                            "memverify to finish on a2")
         text = a.console() + b.console() + a2.console()
         mv = results_of(text)
         if text.count("SPLITVM-GUEST-READY") != 1:
@@ -164,20 +171,14 @@ def test_there_and_back(tmp):
             fail(f"guest uptime did not continue: ready {ready_up}, done {done_up}, "
                  f"memverify ran {mv['seconds']} s")
         log(f"memverify {mv}; uptime {ready_up} -> {done_up} s across 2 migrations")
-        if "rc=0" not in re.search(r"SPLITVM-GUEST-DONE rc=\d+", text).group(0):
-            fail("guest reported a failed command")
+        if done.group(1) != "0":
+            fail(f"guest reported a failed command: {done.group(0)}")
 
 
 def test_dest_killed(tmp):
     with contextlib.ExitStack() as stack:
-        srv = rm.MemServers(tmp, stack, count=2, capacity="2G")
-        servers = srv.addresses()
         seconds = 40
-        run = f"memverify --mib {MIB_VERIFY} --seconds {seconds}"
-        a = Vm(tmp, stack, "a", servers, run)
-        wait_console(a, r"SPLITVM-GUEST-READY", 120, "the guest to boot on a")
-        svmtest.wait_for(lambda: a.stats()["dirty-pages"] > 1000, 60,
-                         "memverify to dirty pages on a")
+        servers, run, a = start_source(tmp, stack, seconds)
         b = Vm(tmp, stack, "b", servers, run, incoming=f"unix:{tmp}/mig-b.sock")
         # slow enough that the migration is surely still running when b dies
         a.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 32 * 1024})
@@ -186,10 +187,7 @@ def test_dest_killed(tmp):
                          30, "the migration to be active")
         b.proc.kill()
         b.proc.wait(10)
-        r = svmtest.wait_for(
-            lambda: (lambda q: q if q.get("status") in ("failed", "cancelled",
-                                                        "completed") else None)(
-                a.qmp.cmd("query-migrate")), 60, "the migration to fail")
+        r = migration_ended(a, 60, "the migration to fail")
         if r["status"] != "failed":
             fail(f"migration with a killed destination ended {r['status']}")
         if a.status() != "running":
@@ -211,14 +209,8 @@ def test_stale_source(tmp):
     """After the hand-over the old source is resumed by mistake: the servers
     refuse its write-backs and the new owner's guest still verifies."""
     with contextlib.ExitStack() as stack:
-        srv = rm.MemServers(tmp, stack, count=2, capacity="2G")
-        servers = srv.addresses()
         seconds = 45
-        run = f"memverify --mib {MIB_VERIFY} --seconds {seconds}"
-        a = Vm(tmp, stack, "a", servers, run)
-        wait_console(a, r"SPLITVM-GUEST-READY", 120, "the guest to boot on a")
-        svmtest.wait_for(lambda: a.stats()["dirty-pages"] > 1000, 60,
-                         "memverify to dirty pages on a")
+        servers, run, a = start_source(tmp, stack, seconds)
         b = Vm(tmp, stack, "b", servers, run, incoming=f"unix:{tmp}/mig-b.sock")
         migrate(a, b, f"unix:{tmp}/mig-b.sock")
         a.qmp.cmd("cont")

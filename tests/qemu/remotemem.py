@@ -177,21 +177,11 @@ class StatsSampler:
         return peak
 
 
-def expect_ok(results, name, count=1):
-    runs = results.get(name, [])
-    if len(runs) != count:
-        fail(f"expected {count} {name} result line(s), got {len(runs)}: {results}")
-    for r in runs:
-        if r.get("ok") != "1":
-            fail(f"{name} did not report ok=1: {r}")
-    return runs
-
-
 @contextlib.contextmanager
 def guest(tmp, run, qemu_args, deadline, smp=1, mem="1G", name="guest"):
     """Start run-guest in the background with QMP on two sockets (one for
-    the test, one for a StatsSampler); yields (proc, qmp_path, sampler_path,
-    outfile).  run-guest's stdout/stderr go to files in tmp."""
+    the test, one for a StatsSampler); yields (proc, qmp_path, sampler_path).
+    run-guest's stdout/stderr go to files in tmp."""
     qmp_path = os.path.join(tmp, f"{name}.qmp")
     sampler_path = os.path.join(tmp, f"{name}-stats.qmp")
     serial = os.path.join(tmp, f"{name}.serial")

@@ -54,7 +54,7 @@ def test_boot(tmp):
             sampler.stop()
         if rc != svmtest.GUEST_OK:
             fail(f"run-guest exited {rc}, expected 0")
-        mv = rm.expect_ok(results, "memverify")[0]
+        mv = svmtest.expect_ok(results, "memverify")[0]
         if mv.get("mib") != "768":
             fail(f"memverify did not cover 768 MiB: {mv}")
         peak = sampler.check(min_samples=20)
@@ -125,7 +125,7 @@ def test_budget(tmp):
             sampler.stop()
         if rc != svmtest.GUEST_OK:
             fail(f"run-guest exited {rc}, expected 0")
-        mv = rm.expect_ok(results, "memverify")[0]
+        mv = svmtest.expect_ok(results, "memverify")[0]
         if mv.get("loops") != "3":
             fail(f"memverify ran {mv.get('loops')} loops, expected 3")
         sampler.check(min_samples=20)
@@ -185,7 +185,7 @@ def test_server_lost(tmp):
             rc, results = rm.finish_guest(p, 450)
         if rc != svmtest.GUEST_OK:
             fail(f"run-guest exited {rc}, expected 0")
-        mv = rm.expect_ok(results, "memverify")[0]
+        mv = svmtest.expect_ok(results, "memverify")[0]
         if mv.get("loops") != "2":
             fail(f"memverify ran {mv.get('loops')} loops, expected 2")
 
@@ -277,7 +277,7 @@ def test_smp2(tmp):
             sampler.stop()
         if rc != svmtest.GUEST_OK:
             fail(f"run-guest exited {rc}, expected 0")
-        runs = rm.expect_ok(results, "memverify", count=2)
+        runs = svmtest.expect_ok(results, "memverify", count=2)
         if sorted(r.get("seed") for r in runs) != ["1", "2"]:
             fail(f"expected memverify with seeds 1 and 2: {runs}")
         sampler.check(min_samples=10)

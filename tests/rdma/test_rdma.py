@@ -77,7 +77,11 @@ class Server:
         self.logf = open(self.logpath, "w")
         self.cm = process(self.argv, stdout=self.logf, stderr=self.logf, env=self.env)
         self.proc = self.cm.__enter__()
-        wait_for(self._listening, 20, f"memserver ({self.logpath}) to listen")
+        try:
+            wait_for(self._listening, 20, f"memserver ({self.logpath}) to listen")
+        except BaseException:
+            self.__exit__(*sys.exc_info())      # `with` only exits what entered
+            raise
         return self
 
     def _listening(self):

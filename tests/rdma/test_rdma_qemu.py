@@ -65,7 +65,7 @@ def run_guest(tmp, transports, mem, budget, mib, deadline):
             sampler.stop()
         if rc != svmtest.GUEST_OK:
             fail(f"run-guest exited {rc}, expected 0")
-        mv = rm.expect_ok(results, "memverify")[0]
+        mv = svmtest.expect_ok(results, "memverify")[0]
         if mv.get("mib") != str(mib):
             fail(f"memverify did not cover {mib} MiB: {mv}")
         sampler.check(min_samples=10)
