@@ -11,7 +11,6 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 export SPLITVM_QEMU=${SPLITVM_QEMU:-$(./qemu-patches/build-qemu.sh --print-path)}
-export LD_LIBRARY_PATH="$ROOT/$BUILD/hypervisor${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 echo "check: running tests from $BUILD/ (QEMU: $SPLITVM_QEMU)"
 start=$(date +%s)
