@@ -23,12 +23,16 @@
 #include "pager-internal.h"
 #include "uffd.h"
 
+/*
+ * Free room the evictor keeps: fills rarely wait for it, and read-ahead
+ * (which only uses free room, never evicts) can run a window ahead.
+ */
 static uint64_t headroom(uint64_t budget)
 {
     uint64_t h = budget / 8;
 
-    if (h > 64) {
-        h = 64;
+    if (h > 2 * SVM_PREFETCH_MAX) {
+        h = 2 * SVM_PREFETCH_MAX;
     }
     return h ? h : 1;
 }
@@ -129,13 +133,32 @@ static uint8_t second_chance(void *opaque, uint64_t page, uint8_t s)
 
     /*
      * Unmap it (it stays in the page cache) so the next access raises a
-     * MINOR fault that sets REF again: that is how reads are seen.
+     * MINOR fault that sets REF again: that is how reads are seen.  The
+     * unmapping itself is done for a whole run in second_chance_run().
      */
-    if (p->minor && svm_pt_where(s) == PT_MAPPED &&
-        madvise(svm_page_addr(p, page), SVM_PAGE, MADV_DONTNEED) == 0) {
+    (void)page;
+    if (p->minor && svm_pt_where(s) == PT_MAPPED) {
         return (s & ~(PT_WHERE_MASK | PT_REF)) | PT_CACHED;
     }
     return s & ~PT_REF;
+}
+
+static void second_chance_run(void *opaque, uint64_t first, unsigned n,
+                              const uint8_t *old, uint8_t *states)
+{
+    SvmPager *p = opaque;
+
+    if (!p->minor) {
+        return;
+    }
+    /* (pages of the run that were CACHED already are not mapped: no-op) */
+    if (madvise(svm_page_addr(p, first), (size_t)n * SVM_PAGE,
+                MADV_DONTNEED) < 0) {
+        /* still mapped: a page that says CACHED would skip the write-protect */
+        for (unsigned k = 0; k < n; k++) {
+            states[k] = (states[k] & ~PT_WHERE_MASK) | (old[k] & PT_WHERE_MASK);
+        }
+    }
 }
 
 static bool evictable(void *opaque, uint64_t page, uint8_t s)
@@ -184,30 +207,48 @@ int svm_writeback(SvmPager *p, const uint64_t *pages, const uint8_t *states,
     int err = 0;
 
     g_assert(n <= SVM_WRITEBACK_MAX);
-    /* 1. freeze the pages and copy them out; written[i]: copied, for now */
-    for (unsigned i = 0; i < n; i++) {
-        wp[i] = false;
-        written[i] = false;
-        if (svm_pt_where(states[i]) == PT_MAPPED) {
+    /*
+     * 1. freeze the pages and copy them out; written[i]: copied, for now.
+     * Runs of consecutive pages (the usual case: the CLOCK hand picks in
+     * page order) take one write-protect and one read each.
+     */
+    for (unsigned i = 0, j; i < n; i = j) {
+        bool mapped = svm_pt_where(states[i]) == PT_MAPPED;
+        ssize_t got;
+
+        for (j = i + 1; j < n && pages[j] == pages[j - 1] + 1 &&
+             (svm_pt_where(states[j]) == PT_MAPPED) == mapped; j++) {
+        }
+        for (unsigned k = i; k < j; k++) {
+            wp[k] = false;
+            written[k] = false;
+        }
+        if (mapped) {
             /* (the kernel refuses DONTWAKE together with WP) */
             int ret = svm_uffd_writeprotect(p->uffd, svm_page_addr(p, pages[i]),
-                                            SVM_PAGE, true, false);
+                                            (uint64_t)(j - i) * SVM_PAGE,
+                                            true, false);
             if (ret < 0) {
-                svm_pager_log(p, "write-protect of page %" PRIu64 ": %s",
-                              pages[i], strerror(-ret));
+                svm_pager_log(p, "write-protect of pages %" PRIu64 "+%u: %s",
+                              pages[i], j - i, strerror(-ret));
                 err = ret;
                 continue;
             }
-            wp[i] = true;
+            for (unsigned k = i; k < j; k++) {
+                wp[k] = true;
+            }
         }
-        if (pread(p->memfd, buf + (size_t)i * SVM_PAGE, SVM_PAGE,
-                  (off_t)(pages[i] * SVM_PAGE)) != SVM_PAGE) {
-            err = -errno;
-            svm_pager_log(p, "reading page %" PRIu64 " from the memfd: %s",
-                          pages[i], strerror(errno));
+        got = pread(p->memfd, buf + (size_t)i * SVM_PAGE,
+                    (size_t)(j - i) * SVM_PAGE, (off_t)(pages[i] * SVM_PAGE));
+        if (got != (ssize_t)(j - i) * SVM_PAGE) {
+            err = got < 0 ? -errno : -EIO;
+            svm_pager_log(p, "reading pages %" PRIu64 "+%u from the memfd: %s",
+                          pages[i], j - i, got < 0 ? strerror(errno) : "short read");
             continue;
         }
-        written[i] = true;
+        for (unsigned k = i; k < j; k++) {
+            written[k] = true;
+        }
     }
 
     /* 2. write back per server, waiting for the ack */
@@ -317,6 +358,7 @@ static void *evict_thread(void *opaque)
     SvmPager *p = opaque;
     const SvmClockOps ops = {
         .second_chance = second_chance,
+        .second_chance_run = second_chance_run,
         .evictable = evictable,
         .wake = clock_wake,
         .opaque = p,

@@ -20,6 +20,7 @@ void svm_install(SvmPager *p, uint64_t page, uint8_t old, const void *data,
                  bool from_server, uint8_t extra)
 {
     _Atomic uint64_t *fills = from_server ? &p->fills_remote : &p->fills_zero;
+    bool dirty = extra & PT_DIRTY;
     int ret;
 
     /*
@@ -30,14 +31,23 @@ void svm_install(SvmPager *p, uint64_t page, uint8_t old, const void *data,
     if (from_server) {
         svm_stat_sub(&p->remote, 1);
     }
-    /* COPY is atomic and MODE_WP arms write tracking in the same step. */
-    ret = svm_uffd_copy(p->uffd, svm_page_addr(p, page), data, SVM_PAGE, true);
+    if (dirty) {
+        svm_stat_add(&p->dirty, 1);
+    }
+    /*
+     * COPY is atomic and MODE_WP arms write tracking in the same step.  A
+     * page filled for a write fault is dirty at once: it goes in writable,
+     * which spares the writer a second (WP) fault right after this one.
+     */
+    ret = svm_uffd_copy(p->uffd, svm_page_addr(p, page), data, SVM_PAGE, !dirty);
     if (ret == -EEXIST) {
         /* Someone populated it behind our back: keep it, assume written. */
         svm_pager_log(p, "page %" PRIu64 " already present at fill; kept as dirty",
                       page);
         svm_stat_sub(fills, 1);
-        svm_stat_add(&p->dirty, 1);
+        if (!dirty) {
+            svm_stat_add(&p->dirty, 1);
+        }
         svm_pager_release_wake(p, page, PT_MAPPED | PT_DIRTY | PT_REF |
                                (old & PT_ONSERVER));
         return;
@@ -49,6 +59,9 @@ void svm_install(SvmPager *p, uint64_t page, uint8_t old, const void *data,
         if (from_server) {
             svm_stat_add(&p->remote, 1);
         }
+        if (dirty) {
+            svm_stat_sub(&p->dirty, 1);
+        }
         svm_budget_unreserve(p, 1);
         svm_pager_release_wake(p, page, old);
         return;
@@ -56,7 +69,7 @@ void svm_install(SvmPager *p, uint64_t page, uint8_t old, const void *data,
     svm_pager_release(p, page, PT_MAPPED | PT_REF | (old & PT_ONSERVER) | extra);
 }
 
-void svm_fill_remote(SvmPager *p, uint64_t page, uint8_t old)
+void svm_fill_remote(SvmPager *p, uint64_t page, uint8_t old, uint8_t extra)
 {
     static __thread uint8_t buf[SVM_PAGE] __attribute__((aligned(SVM_PAGE)));
     SvmServer *s = svm_remote_server(p, page);
@@ -66,14 +79,24 @@ void svm_fill_remote(SvmPager *p, uint64_t page, uint8_t old)
         svm_retry_add(p, page);
         return;
     }
-    svm_install(p, page, old, buf, true, 0);
+    svm_install(p, page, old, buf, true, extra);
 }
 
-/* Map a page that is in the page cache (prefetched or probed). */
-static void map_cached(SvmPager *p, uint64_t page, uint8_t s)
+/*
+ * Map a page that is in the page cache (prefetched or probed).  For a
+ * write fault it is mapped writable and dirty at once (one fault, not a
+ * MINOR fault and then a WP fault).
+ */
+static void map_cached(SvmPager *p, uint64_t page, uint8_t s, bool write)
 {
-    int ret = svm_uffd_continue(p->uffd, svm_page_addr(p, page), SVM_PAGE,
-                                !(s & PT_DIRTY));
+    int ret;
+
+    if (write && !(s & PT_DIRTY)) {
+        svm_stat_add(&p->dirty, 1);
+        s |= PT_DIRTY;
+    }
+    ret = svm_uffd_continue(p->uffd, svm_page_addr(p, page), SVM_PAGE,
+                            !(s & PT_DIRTY));
 
     if (ret < 0 && ret != -EEXIST) {
         svm_pager_log(p, "UFFDIO_CONTINUE of page %" PRIu64 " failed: %s",
@@ -122,6 +145,7 @@ static void handle_fault(SvmPager *p, uint64_t addr, uint64_t flags)
     uint64_t page;
     uint8_t s;
     bool feed_prefetch = false;
+    bool write = flags & UFFD_PAGEFAULT_FLAG_WRITE;
 
     if (addr < (uintptr_t)p->host || addr >= (uintptr_t)p->host + p->size) {
         return;
@@ -149,20 +173,20 @@ static void handle_fault(SvmPager *p, uint64_t addr, uint64_t flags)
             return;
         }
         if (s & PT_ONSERVER) {
-            svm_fill_remote(p, page, s);
+            svm_fill_remote(p, page, s, write ? PT_DIRTY : 0);
         } else {
             /* never written anywhere: zero, without a network trip */
-            svm_install(p, page, s, p->zero_page, false, 0);
+            svm_install(p, page, s, p->zero_page, false, write ? PT_DIRTY : 0);
         }
         feed_prefetch = true;
         break;
     case PT_CACHED:
         feed_prefetch = (s & PT_PREFETCHED) != 0;
-        map_cached(p, page, s);
+        map_cached(p, page, s, write);
         break;
     default: /* PT_MAPPED */
         if (flags & UFFD_PAGEFAULT_FLAG_MINOR) {
-            map_cached(p, page, s);
+            map_cached(p, page, s, write);
         } else if (flags & UFFD_PAGEFAULT_FLAG_WP) {
             int ret;
 
@@ -188,7 +212,7 @@ static void handle_fault(SvmPager *p, uint64_t addr, uint64_t flags)
     }
     svm_hist_add(&p->fault_lat, svm_now_ns() - t0);
     if (feed_prefetch) {
-        svm_prefetch_after_fault(p, page);
+        svm_prefetch_after_fault(p, page, write);
     }
 }
 

@@ -22,9 +22,10 @@
 #define SVM_FAULT_THREADS 4
 #define SVM_EVICT_BATCH 32u
 #define SVM_WRITEBACK_MAX 64u       /* pages per svm_writeback() call */
-#define SVM_PREFETCH_MIN 4u
-#define SVM_PREFETCH_MAX 32u
-#define SVM_PREFETCH_INFLIGHT 64u       /* pages: keeps demand reads from queueing long */
+#define SVM_PREFETCH_MIN 8u
+#define SVM_PREFETCH_MAX 256u           /* pages in one read-ahead window */
+#define SVM_PREFETCH_BATCH 64u          /* pages per request (SVM_MAX_BATCH) */
+#define SVM_PREFETCH_INFLIGHT 512u      /* pages: keeps demand reads from queueing long */
 #define SVM_MIN_BUDGET_PAGES 16u
 
 #define SVM_LOCAL __attribute__((visibility("hidden")))
@@ -111,6 +112,11 @@ struct SvmPager {
     pthread_mutex_t pf_lock;
     SvmPrefetchDetector pf_det;
     _Atomic uint64_t pf_inflight;
+    /* the read-ahead stream (pf_lock): see pager-prefetch.c */
+    int64_t pf_stride;              /* 0: no stream */
+    uint64_t pf_next;               /* first page past the issued windows */
+    unsigned pf_depth;              /* pages in the last window */
+    uint64_t pf_pending;            /* issued pages not yet walked past */
 
     /* statistics */
     _Atomic uint64_t faults_missing, faults_wp, faults_minor;
@@ -178,8 +184,12 @@ SVM_LOCAL void svm_punch(SvmPager *p, uint64_t first, uint64_t n);
 SVM_LOCAL int svm_fault_start(SvmPager *p);
 SVM_LOCAL void svm_fault_stop(SvmPager *p);
 /* Page owned, ABSENT with ONSERVER, slot reserved: fetch and install it. */
-SVM_LOCAL void svm_fill_remote(SvmPager *p, uint64_t page, uint8_t old);
-/* Install data with UFFDIO_COPY|WP; `extra` flags go into the new state. */
+SVM_LOCAL void svm_fill_remote(SvmPager *p, uint64_t page, uint8_t old,
+                               uint8_t extra);
+/*
+ * Install data with UFFDIO_COPY|WP; `extra` flags go into the new state.
+ * With PT_DIRTY in extra (a write fault) the page goes in writable instead.
+ */
 SVM_LOCAL void svm_install(SvmPager *p, uint64_t page, uint8_t old,
                            const void *data, bool from_server, uint8_t extra);
 
@@ -213,7 +223,7 @@ SVM_LOCAL bool svm_migrate_claim(SvmPager *p, const SvmPagerConfig *cfg,
                                  GError **errp);
 
 /* pager-prefetch.c */
-SVM_LOCAL void svm_prefetch_after_fault(SvmPager *p, uint64_t page);
+SVM_LOCAL void svm_prefetch_after_fault(SvmPager *p, uint64_t page, bool write);
 SVM_LOCAL void svm_prefetch_drain(SvmPager *p);
 /* Queue asynchronous fills of remote pages (free budget only); returns how many. */
 SVM_LOCAL unsigned svm_prefetch_pages(SvmPager *p, const uint64_t *pages,

@@ -1,10 +1,24 @@
 /*
  * Issuing prefetch: after a demand fault has been served (demand first),
  * the detector's trend decides which remote pages to fetch ahead.  They go
- * out as one asynchronous batch per server, only into free budget (prefetch
- * never evicts).  With MINOR mode a prefetched page is written into the
- * page cache but not mapped, so its first use raises a MINOR fault: that
- * counts the hit and sets the reference bit.
+ * out as asynchronous batches per server, only into free budget (prefetch
+ * never evicts).
+ *
+ * A detected stream is read ahead in windows that double up to
+ * SVM_PREFETCH_MAX pages.  The pages of a window are mapped as they arrive
+ * (UFFDIO_COPY), so using them costs no fault at all; for a stream found
+ * by write faults they go in writable and dirty (the writer would take a
+ * WP fault on each otherwise).  With MINOR mode the page in the middle of
+ * the window is only put into the page cache: its first use raises a
+ * MINOR fault, which issues the next window while the rest of this one is
+ * still being used (Linux read-ahead's PG_readahead marker).  Without
+ * MINOR the demand fault on the first page past the window does that.
+ * Pages the stream walked past count as prefetch hits.  Never-written
+ * pages ahead of a writing stream are mapped zero and writable at once
+ * (no network trip; the writer takes no fault on them either).
+ *
+ * svm_prefetch_pages() (migration warm-up) keeps the lazy form with MINOR:
+ * pages go into the page cache and their first use counts the hit.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -16,12 +30,20 @@
 
 #include "pager-internal.h"
 
+/* How a batch's pages are installed when they arrive. */
+typedef struct PrefetchHow {
+    bool lazy;              /* MINOR: all into the page cache (warm-up) */
+    bool dirty;             /* map writable and dirty (a writing stream) */
+    uint64_t marker;        /* MINOR: this page only into the page cache */
+} PrefetchHow;
+
 typedef struct PrefetchReq {
     SvmPager *pager;
+    PrefetchHow how;
     unsigned n;
-    uint64_t pages[SVM_PREFETCH_MAX];
-    uint8_t states[SVM_PREFETCH_MAX];
-    void *bufs[SVM_PREFETCH_MAX];
+    uint64_t pages[SVM_PREFETCH_BATCH];
+    uint8_t states[SVM_PREFETCH_BATCH];
+    void *bufs[SVM_PREFETCH_BATCH];
     uint8_t *mem;
 } PrefetchReq;
 
@@ -42,7 +64,7 @@ static void prefetch_done(void *opaque, int status)
             continue;
         }
         svm_stat_add(&p->bytes_in, SVM_PAGE);
-        if (p->minor) {
+        if (p->minor && (r->how.lazy || page == r->how.marker)) {
             /*
              * Safe although the page is registered MISSING: an access
              * during the write finds the page in the cache and raises a
@@ -60,9 +82,13 @@ static void prefetch_done(void *opaque, int status)
             /* REF: it survives one pass of the hand while it waits to be used */
             svm_pager_release(p, page, PT_CACHED | PT_ONSERVER | PT_PREFETCHED |
                               PT_REF);
-        } else {
+        } else if (r->how.lazy) {
             /* without MINOR only a write (WP fault) can count as a hit */
             svm_install(p, page, s, r->bufs[i], true, PT_PREFETCHED);
+        } else {
+            /* a stream page: used without a fault, counted by the stream */
+            svm_install(p, page, s, r->bufs[i], true,
+                        r->how.dirty ? PT_DIRTY : 0);
         }
     }
     atomic_fetch_sub(&p->pf_inflight, r->n);
@@ -97,43 +123,42 @@ static void issue(SvmPager *p, PrefetchReq *r, SvmServer *s)
     g_free(r);
 }
 
-void svm_prefetch_after_fault(SvmPager *p, uint64_t page)
-{
-    uint64_t pages[SVM_PREFETCH_MAX];
-    int64_t stride = 0;
-    unsigned depth, n = 0;
-
-    if (!p->prefetch || p->nservers == 0) {
-        return;
-    }
-    pthread_mutex_lock(&p->pf_lock);
-    depth = svm_prefetch_feed(&p->pf_det, page, &stride);
-    pthread_mutex_unlock(&p->pf_lock);
-    if (depth == 0 || atomic_load(&p->pf_inflight) >= SVM_PREFETCH_INFLIGHT) {
-        return;
-    }
-    for (unsigned k = 1; k <= depth && k <= SVM_PREFETCH_MAX; k++) {
-        int64_t q = (int64_t)page + stride * (int64_t)k;
-
-        if (q < 0 || (uint64_t)q >= p->npages) {
-            break;
-        }
-        pages[n++] = q;
-    }
-    svm_prefetch_pages(p, pages, n);
-}
-
-unsigned svm_prefetch_pages(SvmPager *p, const uint64_t *pages, unsigned n)
+/*
+ * Queue fills of the remote pages among pages[0..n) (free budget only).
+ * Returns how many were queued; *used (may be NULL) gets how many entries
+ * were looked at before the budget ran out.
+ */
+static unsigned prefetch_list(SvmPager *p, const uint64_t *pages, unsigned n,
+                              const PrefetchHow *how, unsigned *used)
 {
     PrefetchReq *r = NULL;
     SvmServer *rs = NULL;
-    unsigned queued = 0;
+    unsigned queued = 0, k;
 
-    for (unsigned k = 0; k < n; k++) {
+    for (k = 0; k < n; k++) {
         uint64_t q = pages[k];
         SvmServer *srv = svm_remote_server(p, q);
         uint8_t s = svm_pt_get(&p->pt, q);
 
+        if (how->dirty && (s & (PT_BUSY | PT_WHERE_MASK | PT_ONSERVER)) == 0) {
+            /*
+             * Never written, ahead of a writing stream: map it zero and
+             * writable now, so the writer does not fault on it.
+             */
+            if (!svm_pt_try_own(&p->pt, q, &s, false)) {
+                continue;
+            }
+            if (svm_pt_where(s) != PT_ABSENT || (s & PT_ONSERVER)) {
+                svm_pager_release(p, q, s);
+                continue;
+            }
+            if (!svm_budget_reserve(p, 1, false)) {
+                svm_pager_release(p, q, s);
+                break;
+            }
+            svm_install(p, q, s, p->zero_page, false, PT_DIRTY);
+            continue;
+        }
         if ((s & (PT_BUSY | PT_WHERE_MASK | PT_ONSERVER)) != PT_ONSERVER) {
             continue;       /* resident, in flight, or zero (no trip needed) */
         }
@@ -148,13 +173,14 @@ unsigned svm_prefetch_pages(SvmPager *p, const uint64_t *pages, unsigned n)
             svm_pager_release(p, q, s);
             break;
         }
-        if (r && (rs != srv || r->n == SVM_PREFETCH_MAX)) {
+        if (r && (rs != srv || r->n == SVM_PREFETCH_BATCH)) {
             issue(p, r, rs);
             r = NULL;
         }
         if (!r) {
             r = g_new0(PrefetchReq, 1);
             r->pager = p;
+            r->how = *how;
             rs = srv;
         }
         r->pages[r->n] = q;
@@ -165,7 +191,91 @@ unsigned svm_prefetch_pages(SvmPager *p, const uint64_t *pages, unsigned n)
     if (r) {
         issue(p, r, rs);
     }
+    if (used) {
+        *used = k;
+    }
     return queued;
+}
+
+/*
+ * How many strides page lies before the end of the stream's issued
+ * windows (0: just past them), or -1 if it is not on the stream.
+ */
+static int64_t stream_ahead(SvmPager *p, uint64_t page)
+{
+    int64_t d = (int64_t)(p->pf_next - page);
+
+    if (p->pf_stride == 0 || d % p->pf_stride != 0) {
+        return -1;
+    }
+    d /= p->pf_stride;
+    return d >= 0 && d <= 2 * (int64_t)p->pf_depth ? d : -1;
+}
+
+void svm_prefetch_after_fault(SvmPager *p, uint64_t page, bool write)
+{
+    uint64_t pages[SVM_PREFETCH_MAX];
+    PrefetchHow how = { .dirty = write, .marker = UINT64_MAX };
+    int64_t stride = 0, ahead, first;
+    unsigned depth, n = 0, used = 0, queued;
+
+    if (!p->prefetch || p->nservers == 0) {
+        return;
+    }
+    pthread_mutex_lock(&p->pf_lock);
+    ahead = stream_ahead(p, page);
+    if (ahead >= 0) {
+        /* on the stream: the next window once half of the last one is left */
+        if (ahead > (int64_t)(p->pf_depth + 1) / 2) {
+            pthread_mutex_unlock(&p->pf_lock);
+            return;
+        }
+        /* what lies behind page was walked past: used */
+        if (p->pf_pending > (uint64_t)ahead) {
+            svm_stat_add(&p->prefetch_hits, p->pf_pending - ahead);
+            p->pf_pending = ahead;
+        }
+        stride = p->pf_stride;
+        depth = MIN(p->pf_depth * 2, SVM_PREFETCH_MAX);
+        first = (int64_t)p->pf_next;
+    } else {
+        depth = svm_prefetch_feed(&p->pf_det, page, &stride);
+        if (depth == 0) {
+            pthread_mutex_unlock(&p->pf_lock);
+            return;
+        }
+        p->pf_pending = 0;
+        first = (int64_t)page + stride;
+    }
+    if (atomic_load(&p->pf_inflight) >= SVM_PREFETCH_INFLIGHT) {
+        pthread_mutex_unlock(&p->pf_lock);
+        return;
+    }
+    for (unsigned k = 0; k < depth; k++) {
+        int64_t q = first + stride * (int64_t)k;
+
+        if (q < 0 || (uint64_t)q >= p->npages) {
+            break;
+        }
+        pages[n++] = q;
+    }
+    if (n > 1) {
+        how.marker = pages[n / 2];
+    }
+    queued = prefetch_list(p, pages, n, &how, &used);
+    /* the stream goes on after the last page looked at (budget permitting) */
+    p->pf_stride = used ? stride : 0;
+    p->pf_next = first + stride * (int64_t)used;
+    p->pf_depth = used ? used : SVM_PREFETCH_MIN;
+    p->pf_pending += queued;
+    pthread_mutex_unlock(&p->pf_lock);
+}
+
+unsigned svm_prefetch_pages(SvmPager *p, const uint64_t *pages, unsigned n)
+{
+    PrefetchHow how = { .lazy = true, .marker = UINT64_MAX };
+
+    return prefetch_list(p, pages, n, &how, NULL);
 }
 
 void svm_prefetch_drain(SvmPager *p)

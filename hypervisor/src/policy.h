@@ -26,6 +26,14 @@ typedef struct SvmClockOps {
     /* A fault waited on a page the hand owned briefly: wake it. */
     void (*wake)(void *opaque, uint64_t page);
     void *opaque;
+    /*
+     * Optional: pages first..first+n-1, still owned, just had their second
+     * chance (old[]: states before, states[]: what second_chance returned,
+     * may be changed here).  Called before they are released, so that the
+     * pager can unmap a run of pages with one call instead of one per page.
+     */
+    void (*second_chance_run)(void *opaque, uint64_t first, unsigned n,
+                              const uint8_t *old, uint8_t *states);
 } SvmClockOps;
 
 typedef struct SvmClock {

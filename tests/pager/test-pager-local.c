@@ -46,9 +46,11 @@ static void test_zero_and_dirty(void)
     st = test_stats(p);
     g_assert_cmpuint(st.faults_wp, ==, 1);
 
-    /* a write to a missing page: fill (armed) then the write fault */
+    /* a write to a missing page: one fault, filled writable and dirty */
     m[5 * PG + 7] = 1;
     st = test_stats(p);
+    g_assert_cmpuint(st.faults_missing, ==, 2);
+    g_assert_cmpuint(st.faults_wp, ==, 1);
     g_assert_cmpuint(st.fills_zero, ==, 2);
     g_assert_cmpuint(st.dirty_pages, ==, 2);
     g_assert_cmpuint(st.resident_pages, ==, 2);

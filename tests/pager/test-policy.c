@@ -90,6 +90,85 @@ static void test_clock_waiter_woken(void)
     svm_pt_destroy(&pt);
 }
 
+/* Second chances of consecutive pages reach the pager as runs, still owned. */
+typedef struct RunRec {
+    SvmPageTable *pt;
+    unsigned calls;
+    uint64_t firsts[8];
+    unsigned lens[8];
+    bool all_busy;
+} RunRec;
+
+static uint8_t run_second_chance(void *o, uint64_t page, uint8_t s)
+{
+    return (s & ~(PT_WHERE_MASK | PT_REF)) | PT_CACHED;
+}
+
+static void run_record(void *o, uint64_t first, unsigned n, const uint8_t *old,
+                       uint8_t *states)
+{
+    RunRec *r = o;
+
+    for (unsigned k = 0; k < n; k++) {
+        r->all_busy &= (svm_pt_get(r->pt, first + k) & PT_BUSY) != 0;
+        g_assert_cmpuint(old[k] & PT_REF, ==, PT_REF);
+        g_assert_cmpuint(svm_pt_where(states[k]), ==, PT_CACHED);
+    }
+    if (first == 5) {
+        /* the pager could not unmap this run: it says so in states[] */
+        for (unsigned k = 0; k < n; k++) {
+            states[k] = (states[k] & ~PT_WHERE_MASK) | (old[k] & PT_WHERE_MASK);
+        }
+    }
+    r->firsts[r->calls] = first;
+    r->lens[r->calls++] = n;
+}
+
+static bool run_evictable(void *o, uint64_t page, uint8_t s)
+{
+    return true;
+}
+
+static void run_wake(void *o, uint64_t page)
+{
+}
+
+static void test_clock_runs(void)
+{
+    SvmPageTable pt;
+    SvmClock c = { 0 };
+    RunRec rec = { .pt = &pt, .all_busy = true };
+    SvmClockOps ops = {
+        .second_chance = run_second_chance, .evictable = run_evictable,
+        .wake = run_wake, .opaque = &rec, .second_chance_run = run_record,
+    };
+    uint64_t v[16];
+    uint8_t st[16];
+
+    g_assert_true(svm_pt_init(&pt, 16));
+    /* referenced: 0-2 and 5-6; 3 and 7 are victims, 4 is absent */
+    for (unsigned i = 0; i < 8; i++) {
+        pt.state[i] = PT_MAPPED | (i != 3 && i != 7 ? PT_REF : 0);
+    }
+    pt.state[4] = PT_ABSENT;
+    g_assert_cmpuint(svm_clock_pick(&c, &pt, &ops, 2, v, st, 16), ==, 2);
+    g_assert_cmpuint(v[0], ==, 3);
+    g_assert_cmpuint(v[1], ==, 7);
+    g_assert_true(rec.all_busy);
+    g_assert_cmpuint(rec.calls, ==, 2);
+    g_assert_cmpuint(rec.firsts[0], ==, 0);
+    g_assert_cmpuint(rec.lens[0], ==, 3);
+    g_assert_cmpuint(rec.firsts[1], ==, 5);
+    g_assert_cmpuint(rec.lens[1], ==, 2);
+    /* released with the run's states, REF cleared, not busy */
+    for (unsigned i = 0; i < 3; i++) {
+        g_assert_cmpuint(pt.state[i], ==, PT_CACHED);
+    }
+    g_assert_cmpuint(pt.state[5], ==, PT_MAPPED);
+    g_assert_cmpuint(pt.state[6], ==, PT_MAPPED);
+    svm_pt_destroy(&pt);
+}
+
 static void test_stripe(void)
 {
     for (unsigned ns = 1; ns <= 3; ns++) {
@@ -123,6 +202,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/pager/policy/clock", test_clock);
     g_test_add_func("/pager/policy/clock-waiter-woken", test_clock_waiter_woken);
+    g_test_add_func("/pager/policy/clock-runs", test_clock_runs);
     g_test_add_func("/pager/stripe/mapping", test_stripe);
     return g_test_run();
 }
