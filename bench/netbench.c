@@ -255,7 +255,7 @@ static int cmd_rtt_proto(void)
         }
         size_t have = 0;
         while (have < REP_BYTES) {
-            ssize_t r = ops->recv(conn, rep + have, REP_BYTES - have, 5000);
+            ssize_t r = ops->recv(conn, rep + have, REP_BYTES - have, SVM_RECV_WAIT_FOREVER);
             if (r <= 0) {
                 die("recv");
             }

@@ -97,6 +97,8 @@ struct SvmMemClient {
     unsigned inflight, queued;
     uint64_t next_seq;
     uint64_t last_scan_ms;
+    uint64_t last_submit_ms;
+    bool completion_idle;               /* completion thread in its long sleep */
     Slot *free_list;
     Slot *done_head, *done_tail;        /* async completions to call back */
     pthread_t thread;
@@ -106,10 +108,16 @@ struct SvmMemClient {
     Slot slots[NSLOTS];
 };
 
+/*
+ * Millisecond time for request timeouts.  The coarse clock is good to a
+ * scheduler tick, plenty for timeouts of tens of ms and more, and it reads
+ * no TSC: under virtualisation a precise clock_gettime costs ~0.15 us, and
+ * a round trip read the clock twice.
+ */
 static uint64_t now_ms(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -283,24 +291,41 @@ static void submit(SvmMemClient *c, Slot *s)
     }
     s->state = SLOT_SENT;
     s->t_sent_ms = now_ms();
+    c->last_submit_ms = s->t_sent_ms;
     c->inflight++;
+    if (!s->async && c->completion_idle) {
+        /* First request after a quiet second: the completion thread must
+         * watch its deadline (a synchronous reader waits without one). */
+        c->completion_idle = false;
+        pthread_cond_signal(&c->work_cond);
+    }
     if (s->async && !c->reader_busy) {
         /* Nobody will wait for this reply on its own: wake the reader. */
         pthread_cond_signal(&c->work_cond);
     }
     uint64_t gen = c->conn_gen;
     uint64_t id = s->id;
-    pthread_mutex_unlock(&c->lock);
-
-    pthread_mutex_lock(&c->send_lock);
-    pthread_mutex_lock(&c->lock);
-    /* The connection may have broken meanwhile (s is then queued and will
-     * be resent by the completion thread) or s may even be done already. */
-    bool go = gen == c->conn_gen && s->id == id && s->state == SLOT_SENT;
-    SvmClientConn *conn = c->conn;
-    pthread_mutex_unlock(&c->lock);
-    int rc = go ? send_slot(c, conn, s) : 0;
-    pthread_mutex_unlock(&c->send_lock);
+    int rc;
+    if (pthread_mutex_trylock(&c->send_lock) == 0) {
+        /* Nobody is sending (the common case): no need to let go of lock
+         * first, and s is certainly still ours to send. */
+        SvmClientConn *conn = c->conn;
+        pthread_mutex_unlock(&c->lock);
+        rc = send_slot(c, conn, s);
+        pthread_mutex_unlock(&c->send_lock);
+    } else {
+        pthread_mutex_unlock(&c->lock);
+        pthread_mutex_lock(&c->send_lock);
+        pthread_mutex_lock(&c->lock);
+        /* The connection may have broken meanwhile (s is then queued and
+         * will be resent by the completion thread) or s may even be done
+         * already. */
+        bool go = gen == c->conn_gen && s->id == id && s->state == SLOT_SENT;
+        SvmClientConn *conn = c->conn;
+        pthread_mutex_unlock(&c->lock);
+        rc = go ? send_slot(c, conn, s) : 0;
+        pthread_mutex_unlock(&c->send_lock);
+    }
 
     pthread_mutex_lock(&c->lock);
     if (rc < 0) {
@@ -312,7 +337,9 @@ static void submit(SvmMemClient *c, Slot *s)
 
 /* ---- receiving (reader role held) ---- */
 
-static void deliver(SvmMemClient *c, const SvmWireHdr *h, const uint8_t *body, size_t blen)
+/* in_place: a READ reply whose pages were received straight into s->rbufs. */
+static void deliver(SvmMemClient *c, const SvmWireHdr *h, const uint8_t *body, size_t blen,
+                    bool in_place)
 {
     Slot *s = &c->slots[h->req_id & 0xff];
 
@@ -336,7 +363,7 @@ static void deliver(SvmMemClient *c, const SvmWireHdr *h, const uint8_t *body, s
             slot_complete(c, s, -EPROTO);
             return;
         }
-        for (unsigned i = 0; i < s->n; i++) {
+        for (unsigned i = 0; !in_place && i < s->n; i++) {
             memcpy(s->rbufs[i], body + (size_t)i * SVM_PAGE_SIZE, SVM_PAGE_SIZE);
         }
         break;
@@ -370,6 +397,78 @@ static bool reply_overdue(SvmMemClient *c, uint64_t now)
     return false;
 }
 
+/* Every SCAN_MS: break the connection if a reply is overdue (true then). */
+static bool check_overdue(SvmMemClient *c, uint64_t gen)
+{
+    uint64_t now = now_ms();
+
+    if (now - c->last_scan_ms < SCAN_MS) {
+        return false;
+    }
+    c->last_scan_ms = now;
+    if (!reply_overdue(c, now)) {
+        return false;
+    }
+    char why[96];
+    g_snprintf(why, sizeof(why), "no reply within %u ms", c->timeout_ms);
+    conn_broken(c, gen, why);
+    return true;
+}
+
+/*
+ * Receiving a READ reply in place.  A synchronous reader waiting for its own
+ * READ, at a frame boundary, bets that the next frame is its reply: it
+ * receives the header into rx and the pages straight into the caller's
+ * buffers, and whatever follows into rx right after where the pages would
+ * have been.  So rx keeps its usual layout, with a gap where the pages are.
+ * If the header says otherwise, the bytes that went into the buffers are
+ * copied back into the gap and nothing else changes.
+ *
+ * Only for batches: measured on the project's machines, a 4 KiB READ got
+ * slower this way (recvmsg over three buffers costs more than recv plus a
+ * copy of one page from a hot buffer), 64-page READs ~8 % faster.
+ */
+#define IN_PLACE_MIN_PAGES  2u
+
+typedef struct InPlace {
+    Slot *s;            /* NULL: receiving into rx only */
+    uint64_t id;
+    bool confirmed;     /* the header in rx is s's reply */
+} InPlace;
+
+static int in_place_iov(SvmMemClient *c, const InPlace *ip, struct iovec *iov)
+{
+    const size_t data = SVM_WIRE_READ_REP_DATA, end = svm_wire_read_rep_len(ip->s->n);
+    size_t o = c->rx_len;
+    int k = 0;
+
+    if (o < data) {
+        iov[k++] = (struct iovec){ .iov_base = c->rx + o, .iov_len = data - o };
+        o = data;
+    }
+    while (o < end) {
+        size_t i = (o - data) / SVM_PAGE_SIZE, off = (o - data) % SVM_PAGE_SIZE;
+        iov[k++] = (struct iovec){ .iov_base = (uint8_t *)ip->s->rbufs[i] + off,
+                                   .iov_len = SVM_PAGE_SIZE - off };
+        o += SVM_PAGE_SIZE - off;
+    }
+    iov[k++] = (struct iovec){ .iov_base = c->rx + o, .iov_len = RX_CAP - o };
+    return k;
+}
+
+/* Lost the bet (or giving up): move the page bytes back into rx's gap. */
+static void in_place_undo(SvmMemClient *c, InPlace *ip)
+{
+    const size_t data = SVM_WIRE_READ_REP_DATA;
+    size_t end = MIN(c->rx_len, svm_wire_read_rep_len(ip->s->n));
+
+    for (size_t o = data; o < end; o += SVM_PAGE_SIZE) {
+        size_t i = (o - data) / SVM_PAGE_SIZE;
+        memcpy(c->rx + o, ip->s->rbufs[i], MIN((size_t)SVM_PAGE_SIZE, end - o));
+    }
+    ip->s = NULL;
+}
+
 /*
  * Read replies until `me` is done (sync reader) or nothing is in flight
  * (completion thread, me == NULL).  Lock held on entry and exit.
@@ -378,23 +477,37 @@ static void reader_loop(SvmMemClient *c, Slot *me)
 {
     uint64_t gen = c->conn_gen;
     SvmClientConn *conn = c->conn;
+    InPlace ip = { NULL };
+    struct iovec iov[SVM_WIRE_MAX_BATCH + 2];
+    /*
+     * A synchronous caller waits for data without a timeout (a timed wait
+     * costs a timer per receive: ~0.25 us of a ~17 us round trip here);
+     * the completion thread watches the deadlines meanwhile and breaks the
+     * connection, which wakes the caller.  The completion thread itself
+     * wakes every SCAN_MS to check them.
+     */
+    unsigned wait_ms = me ? SVM_RECV_WAIT_FOREVER : SCAN_MS;
 
     while (!c->closing && c->connected && c->conn_gen == gen) {
         if (me ? me->state == SLOT_DONE : c->inflight == 0) {
             break;
         }
-        uint64_t now = now_ms();
-        if (now - c->last_scan_ms >= SCAN_MS) {
-            c->last_scan_ms = now;
-            if (reply_overdue(c, now)) {
-                char why[96];
-                g_snprintf(why, sizeof(why), "no reply within %u ms", c->timeout_ms);
-                conn_broken(c, gen, why);
-                break;
-            }
+        if (check_overdue(c, gen)) {
+            break;
         }
-        pthread_mutex_unlock(&c->lock);
-        ssize_t r = c->ops->recv(conn, c->rx + c->rx_len, RX_CAP - c->rx_len, SCAN_MS);
+        if (!ip.s && me && me->op == SVM_OP_READ && me->n >= IN_PLACE_MIN_PAGES &&
+            c->rx_len == 0 && c->ops->recvv) {
+            ip = (InPlace){ .s = me, .id = me->id };
+        }
+        ssize_t r;
+        if (ip.s) {
+            int niov = in_place_iov(c, &ip, iov);
+            pthread_mutex_unlock(&c->lock);
+            r = c->ops->recvv(conn, iov, niov, wait_ms);
+        } else {
+            pthread_mutex_unlock(&c->lock);
+            r = c->ops->recv(conn, c->rx + c->rx_len, RX_CAP - c->rx_len, wait_ms);
+        }
         pthread_mutex_lock(&c->lock);
         if (r == -EAGAIN) {
             continue;
@@ -405,6 +518,15 @@ static void reader_loop(SvmMemClient *c, Slot *me)
             break;
         }
         c->rx_len += (size_t)r;
+        if (ip.s && !ip.confirmed && c->rx_len >= SVM_WIRE_HDR_SIZE) {
+            SvmWireHdr h;
+            if (svm_wire_peek(c->rx, c->rx_len, &h) != SVM_PEEK_BAD &&
+                svm_wire_is_read_rep(&h, ip.id, ip.s->n)) {
+                ip.confirmed = true;
+            } else {
+                in_place_undo(c, &ip);
+            }
+        }
         size_t pos = 0;
         for (;;) {
             SvmWireHdr h;
@@ -417,7 +539,12 @@ static void reader_loop(SvmMemClient *c, Slot *me)
                 c->rx_len = pos = 0;
                 break;
             }
-            deliver(c, &h, c->rx + pos + SVM_WIRE_HDR_SIZE, h.len - SVM_WIRE_HDR_SIZE);
+            bool in_place = ip.s && ip.confirmed && pos == 0;
+            deliver(c, &h, c->rx + pos + SVM_WIRE_HDR_SIZE, h.len - SVM_WIRE_HDR_SIZE,
+                    in_place);
+            if (in_place) {
+                ip.s = NULL;
+            }
             pos += h.len;
         }
         if (pos > 0) {
@@ -427,6 +554,9 @@ static void reader_loop(SvmMemClient *c, Slot *me)
         if (!me) {
             run_callbacks(c);
         }
+    }
+    if (ip.s) {
+        in_place_undo(c, &ip);      /* keep rx whole for the next reader */
     }
 }
 
@@ -558,9 +688,23 @@ static void *completion_thread(void *opaque)
             c->reader_busy = false;
             continue;
         }
+        /*
+         * A synchronous caller reads without a timeout: watch the deadlines
+         * every SCAN_MS while requests come and go, sleep long once the
+         * client has been quiet for a second (submit wakes us then).
+         */
+        unsigned wait_ms = 1000;
+        if (c->connected && (c->inflight > 0 || now_ms() - c->last_submit_ms < 1000)) {
+            if (c->inflight > 0 && c->reader_busy && check_overdue(c, c->conn_gen)) {
+                continue;
+            }
+            wait_ms = SCAN_MS;
+        }
+        c->completion_idle = wait_ms > SCAN_MS;
         struct timespec ts;
-        timespec_in_ms(&ts, 1000);
+        timespec_in_ms(&ts, wait_ms);
         pthread_cond_timedwait(&c->work_cond, &c->lock, &ts);
+        c->completion_idle = false;
     }
     /* Closing: nothing in flight will be answered any more. */
     for (unsigned i = 0; i < NSLOTS; i++) {

@@ -384,6 +384,18 @@ bool svm_wire_dec_pagevec_req(uint8_t op, const uint8_t *b, size_t len,
     return svm_wire_check_pagevec_req(op, b, len, out) == SVM_ST_OK;
 }
 
+size_t svm_wire_read_rep_len(unsigned n)
+{
+    return SVM_WIRE_READ_REP_DATA + (size_t)n * SVM_WIRE_PAGE_SIZE;
+}
+
+bool svm_wire_is_read_rep(const SvmWireHdr *h, uint64_t req_id, unsigned n)
+{
+    return n >= 1 && n <= SVM_WIRE_MAX_BATCH && h->req_id == req_id &&
+           h->op == SVM_OP_READ && (h->flags & SVM_WIRE_F_REPLY) &&
+           h->status == SVM_ST_OK && h->len == svm_wire_read_rep_len(n);
+}
+
 /* ---- empty / STATS / errors ---- */
 size_t svm_wire_enc_empty(uint8_t *buf, size_t cap, uint64_t id, uint8_t op,
                           uint8_t flags, uint16_t status)

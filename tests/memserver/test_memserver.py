@@ -3,8 +3,13 @@
 """Integration test of splitvm-memserver: a real server process, driven by
 mstool (the client library) and by raw sockets for bad input.
 
-Usage: test_memserver.py SPLITVM_MEMSERVER MSTOOL
+Usage: test_memserver.py SPLITVM_MEMSERVER MSTOOL [--tcp-fallback]
+
+--tcp-fallback runs the servers with SPLITVM_TCP_FALLBACK=1: the tcp
+transport's paths for kernels without multishot recv (single recvs).
 """
+import hashlib
+import hmac
 import os
 import re
 import signal
@@ -18,6 +23,9 @@ import threading
 from svmtest import fail, free_port, log, main, process, wait_for
 
 MEMSERVER, MSTOOL = sys.argv[1], sys.argv[2]
+TCP_FALLBACK = "--tcp-fallback" in sys.argv[3:]
+if TCP_FALLBACK:
+    os.environ["SPLITVM_TCP_FALLBACK"] = "1"     # inherited by every server
 # tests/rdma runs this file again over the rdma transport (UCX_TLS set there).
 TRANSPORT = os.environ.get("SPLITVM_TEST_TRANSPORT", "tcp")
 
@@ -39,7 +47,7 @@ SECRET = {"quota": "secret-quota-0123456789", "b": "secret-b-0123456789",
           "c": "secret-c-0123456789"}
 
 HDR = struct.Struct("<IBBHQ")       # len, op, flags, status, req_id
-OP_HELLO, OP_AUTH, OP_READ, OP_WRITE, OP_STATS = 1, 2, 4, 5, 7
+OP_HELLO, OP_AUTH, OP_ATTACH, OP_READ, OP_WRITE, OP_STATS = 1, 2, 3, 4, 5, 7
 ST_BAD_FRAME, ST_UNKNOWN_OP, ST_NEED_AUTH = 1, 2, 4
 
 
@@ -214,8 +222,100 @@ def bad_input(srv):
     srv.alive()
 
 
+def raw_login(srv, vm):
+    """A raw connection through HELLO, AUTH and ATTACH (8192 pages) as vm."""
+    s = raw_conn(srv)
+    s.sendall(HDR.pack(HDR.size + 16, OP_HELLO, 0, 0, 1) +
+              struct.pack("<IHHII", 0x314d5653, 1, 1, 0, 0))
+    f = recv_frame(s)
+    if not f or f[2] != 0:
+        fail(f"raw HELLO refused: {f}")
+    server_nonce, client_nonce, ident = f[4][16:48], os.urandom(32), vm.encode()
+    mac = hmac.new(SECRET[vm].encode(), b"splitvm-auth-client-v1\0" + server_nonce +
+                   client_nonce + bytes([0, len(ident)]) + ident, hashlib.sha256).digest()
+    body = struct.pack("<BBHI", 0, len(ident), 0, 0) + client_nonce + mac + ident
+    s.sendall(HDR.pack(HDR.size + len(body), OP_AUTH, 0, 0, 2) + body)
+    f = recv_frame(s)
+    if not f or f[2] != 0:
+        fail(f"raw AUTH refused: {f}")
+    s.sendall(HDR.pack(HDR.size + 24, OP_ATTACH, 0, 0, 3) + struct.pack("<QQII", 8192, 0, 0, 0))
+    f = recv_frame(s)
+    if not f or f[2] != 0:
+        fail(f"raw ATTACH refused: {f}")
+    return s
+
+
+def pipelined_reads(srv):
+    """A client that sends far more than the server buffers before it reads.
+
+    1200 READs of 64 pages: 300 MiB of replies, 640 KiB of requests.  The
+    server stops parsing while its transmit buffer is full, its receive
+    buffer fills up behind that, then the socket buffers; the reader thread
+    then catches up.  Every reply must arrive, whole and in order.
+    """
+    n, batch = 1200, 64
+    s = raw_login(srv, "b")
+    mstool("fill", srv.addr, "b", "--first", 0, "--count", batch, "--tag", 33)
+    body = struct.pack("<II", batch, 0) + b"".join(struct.pack("<Q", p) for p in range(batch))
+    frames = b"".join(HDR.pack(HDR.size + len(body), OP_READ, 0, 0, 1000 + i) + body
+                      for i in range(n))
+    sent = {}
+
+    def sender():
+        try:
+            s.sendall(frames)
+            sent["ok"] = True
+        except OSError as e:
+            sent["error"] = e
+
+    t = threading.Thread(target=sender)
+    t.start()
+    try:
+        first = None
+        for i in range(n):
+            f = recv_frame_big(s)
+            if f is None:
+                fail(f"pipelined READs: connection closed after {i} replies")
+            op, flags, status, rid, data = f
+            if (op, status, rid, len(data)) != (OP_READ, 0, 1000 + i, batch * 4096):
+                fail(f"pipelined READ {i}: op {op} status {status} id {rid} "
+                     f"{len(data)} bytes")
+            if first is None:
+                first = data
+            elif data != first:
+                fail(f"pipelined READ {i}: other data than the first reply")
+    finally:
+        t.join()
+    if "ok" not in sent:
+        fail(f"pipelined READs: sending failed: {sent.get('error')}")
+    s.close()
+
+
+def recv_frame_big(s):
+    """recv_frame for frames up to the protocol's 260 KiB."""
+    buf = bytearray()
+    while len(buf) < HDR.size:
+        chunk = s.recv(HDR.size - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    length, op, flags, status, req_id = HDR.unpack(bytes(buf))
+    if length < HDR.size or length > 260 << 10:
+        fail(f"server sent a frame of absurd length {length}")
+    while len(buf) < length:
+        chunk = s.recv(min(length - len(buf), 1 << 20))
+        if not chunk:
+            fail("server closed the connection mid-frame")
+        buf += chunk
+    return op, flags, status, req_id, bytes(buf[HDR.size:])
+
+
 def test_main_server(tmp):
     with Server(tmp, capacity="64M") as srv:
+        if TRANSPORT == "tcp":
+            log("pipelined READs far beyond the server's buffers")
+            pipelined_reads(srv)
+
         log("wrong secret and unknown VM are refused")
         out = mstool("connect", srv.addr, "b", secret="not-the-secret", expect_rc=3)
         if "EACCES" not in out:
@@ -319,6 +419,10 @@ def test_main_server(tmp):
         mstool("check", srv.addr, "b", "--first", 0, "--count", 300, "--tag", 11)
         srv.alive()
         srv.stop()
+    with open(srv.log.name) as f:
+        forced = "SPLITVM_TCP_FALLBACK=1: single recvs" in f.read()
+    if TRANSPORT == "tcp" and forced != TCP_FALLBACK:
+        fail(f"tcp fallback {'not ' if TCP_FALLBACK else ''}taken; see {srv.log.name}")
 
 
 def test_capacity(tmp):

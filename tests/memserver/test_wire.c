@@ -149,6 +149,32 @@ static void test_pagevec(void)
     g_assert_false(svm_wire_dec_pagevec_req(SVM_OP_WRITE, buf + 16, 100, &v));
 }
 
+/* The check a client makes before taking a READ reply's pages in place. */
+static void test_read_reply(void)
+{
+    SvmWireHdr h = {
+        .len = (uint32_t)svm_wire_read_rep_len(3), .op = SVM_OP_READ,
+        .flags = SVM_WIRE_F_REPLY, .status = SVM_ST_OK, .req_id = 77,
+    };
+
+    g_assert_cmpuint(svm_wire_read_rep_len(3), ==, SVM_WIRE_HDR_SIZE + 3 * 4096);
+    g_assert_cmpuint(SVM_WIRE_READ_REP_DATA, ==, SVM_WIRE_HDR_SIZE);
+    g_assert_true(svm_wire_is_read_rep(&h, 77, 3));
+    g_assert_false(svm_wire_is_read_rep(&h, 78, 3));        /* another request */
+    g_assert_false(svm_wire_is_read_rep(&h, 77, 2));        /* other length */
+    g_assert_false(svm_wire_is_read_rep(&h, 77, 0));
+    g_assert_false(svm_wire_is_read_rep(&h, 77, SVM_WIRE_MAX_BATCH + 1));
+    SvmWireHdr e = h;
+    e.status = SVM_ST_OUT_OF_RANGE;
+    g_assert_false(svm_wire_is_read_rep(&e, 77, 3));        /* error reply */
+    e = h;
+    e.flags = 0;
+    g_assert_false(svm_wire_is_read_rep(&e, 77, 3));        /* not a reply */
+    e = h;
+    e.op = SVM_OP_WRITE;
+    g_assert_false(svm_wire_is_read_rep(&e, 77, 3));
+}
+
 static void test_stats(void)
 {
     SvmWireStats s = { 0 }, d;
@@ -217,6 +243,7 @@ int main(int argc, char **argv)
     g_test_add_func("/wire/peek", test_peek);
     g_test_add_func("/wire/hello-auth-attach", test_hello_auth_attach);
     g_test_add_func("/wire/pagevec", test_pagevec);
+    g_test_add_func("/wire/read-reply", test_read_reply);
     g_test_add_func("/wire/stats", test_stats);
     g_test_add_func("/wire/errors", test_errors);
     return g_test_run();

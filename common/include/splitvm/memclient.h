@@ -74,7 +74,9 @@ uint64_t svm_memclient_namespace_epoch(const SvmMemClient *c);
  * Synchronous page batches, 1..SVM_MAX_BATCH pages.  Page numbers are in the
  * VM namespace.  A page never written reads as zeroes.  Return 0 or -errno:
  * -ERANGE page past the namespace, -ENOSPC quota/capacity, -ETIMEDOUT server
- * unreachable for longer than reconnect_ms, -EPROTO bad reply.
+ * unreachable for longer than reconnect_ms, -EPROTO bad reply.  After a
+ * failed read the contents of bufs are undefined (a batch may be received
+ * straight into them, also when the attempt is then retried).
  */
 int svm_memclient_read(SvmMemClient *c, const uint64_t *pages, unsigned n,
                        void *const *bufs);

@@ -26,6 +26,7 @@
 #ifndef SPLITVM_TRANSPORT_H
 #define SPLITVM_TRANSPORT_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,6 +42,8 @@
 
 typedef struct SvmClientConn SvmClientConn;   /* transport-private */
 
+#define SVM_RECV_WAIT_FOREVER   UINT_MAX
+
 typedef struct SvmClientTransportOps {
     const char *name;
     /* Open a connection to "HOST:PORT", giving up after timeout_ms. */
@@ -52,7 +55,8 @@ typedef struct SvmClientTransportOps {
      */
     int (*sendv)(SvmClientConn *c, const struct iovec *iov, int iovcnt);
     /*
-     * Receive up to len bytes, waiting at most about timeout_ms.
+     * Receive up to len bytes, waiting at most about timeout_ms
+     * (SVM_RECV_WAIT_FOREVER: until data, end of stream or shutdown).
      * Returns bytes received (> 0), 0 at end of stream, -EAGAIN if nothing
      * arrived in time, or -errno.
      */
@@ -67,6 +71,13 @@ typedef struct SvmClientTransportOps {
                       void *const *bufs);
     int (*write_pages)(SvmClientConn *c, const uint64_t *pages, unsigned n,
                        const void *const *bufs);
+    /*
+     * Optional: recv scattered over iov (same returns as recv), so a reply's
+     * pages can land in the caller's buffers without a copy.  NULL: memclient
+     * receives into its own buffer and copies.
+     */
+    ssize_t (*recvv)(SvmClientConn *c, const struct iovec *iov, int iovcnt,
+                     unsigned timeout_ms);
 } SvmClientTransportOps;
 
 /* NULL if no transport of that name is built in. */

@@ -228,6 +228,17 @@ bool svm_wire_dec_pagevec_req(uint8_t op, const uint8_t *body, size_t len,
 SvmWireStatus svm_wire_check_pagevec_req(uint8_t op, const uint8_t *body, size_t len,
                                          SvmWirePageVec *out);
 
+/*
+ * A successful READ reply is the header followed by the n pages, in request
+ * order, starting SVM_WIRE_READ_REP_DATA bytes into the frame.  A client
+ * that receives the pages straight into their destinations checks a header
+ * with svm_wire_is_read_rep(): true only for the ok reply to request req_id
+ * carrying exactly n pages.
+ */
+#define SVM_WIRE_READ_REP_DATA  SVM_WIRE_HDR_SIZE
+size_t svm_wire_read_rep_len(unsigned n);
+bool svm_wire_is_read_rep(const SvmWireHdr *h, uint64_t req_id, unsigned n);
+
 /* Requests and replies with an empty body (DETACH, FREE_NS, ok replies). */
 size_t svm_wire_enc_empty(uint8_t *buf, size_t cap, uint64_t id, uint8_t op,
                           uint8_t flags, uint16_t status);
