@@ -7,8 +7,10 @@
 # Prepares the host for libvirt's QEMU (setup-libvirt.sh), brings up a local
 # rack (two memory servers in their own network namespaces, libvirtd),
 # launches a 1 GiB VM with 25 % of its RAM local, runs memverify and memscan
-# in it while printing live stats, halves the budget while it runs, then
-# destroys the VM and takes the rack down again -- also when interrupted.
+# in it while printing live stats, live-migrates it to a second host (its
+# own libvirtd in a network namespace) while memverify runs, halves the
+# budget, then destroys the VM and takes the rack down again -- also when
+# interrupted.
 set -euo pipefail
 BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,7 +37,7 @@ done
 cleanup() {
     set +e
     step "cleaning up"
-    if virsh -q -c qemu:///system dominfo "$VM" >/dev/null 2>&1; then
+    if "$SPLITVM" ls --interval 0 --rack "$RACK" 2>/dev/null | grep -q "^$VM "; then
         "$SPLITVM" destroy --rack "$RACK" "$VM" | sed 's/^/   /'
     fi
     "$SPLITVM" rack down --force --rack "$RACK" | sed 's/^/   /'
@@ -50,7 +52,8 @@ TYPE=auto
 [ -d /sys/module/kvm_pvm ] && TYPE=qemu
 mkdir -p "$DEMO"
 cat > "$RACK" <<CONF
-# splitvm demo rack: this machine, two memory servers in network namespaces
+# splitvm demo rack: this machine as two hosts (the second with its own
+# libvirtd in a network namespace), two memory servers in network namespaces
 [rack]
 name = demo
 secrets-dir = /var/lib/splitvm/demo/secrets
@@ -59,6 +62,13 @@ memserver-binary = $BUILD/memserver/splitvm-memserver
 
 [host local]
 libvirt = qemu:///system
+emulator = $QEMU
+library-path = $BUILD/hypervisor
+
+[host h1]
+local = true
+veth = 10.213.10.9/30
+address = 10.213.10.10
 emulator = $QEMU
 library-path = $BUILD/hypervisor
 
@@ -96,6 +106,7 @@ step "bringing up the local rack ($RACK)"
 "$SPLITVM" rack up --rack "$RACK" | sed 's/^/   /'
 
 step "launching $VM: 1 GiB RAM, 256 MiB of it local, the rest on ms0 + ms1"
+rm -f "$CONSOLE"    # the console log is appended to (it follows the VM across hosts)
 "$SPLITVM" launch --rack "$RACK" "$SPEC" 2>&1 | sed 's/^/   /'
 virsh -c qemu:///system list | sed 's/^/   /'
 
@@ -105,6 +116,7 @@ start=$(date +%s)
 prev_faults=0
 prev_t=$start
 budget_changed=0
+migrated=0
 while :; do
     now=$(date +%s)
     read -r state resident remote faults < <("$SPLITVM" stats --json --rack "$RACK" "$VM" \
@@ -123,6 +135,13 @@ print(d["state"].replace(" ", "-"), d.get("resident", 0) >> 20, d.get("remote", 
     printf '   %-7s %-9s %5s MiB %5s MiB %9s   %s\n' "+$((now - start))s" "$state" \
         "$resident" "$remote" "$rate" "$phase"
     [ "$state" = running ] || [ "$state" = paused ] || break
+    if [ "$migrated" = 0 ] && [ "$phase" = memverify ] && [ "$resident" -gt 64 ]; then
+        bold "   -> live-migrating $VM to host h1 while memverify runs (RAM stays on the servers)"
+        "$SPLITVM" migrate --rack "$RACK" "$VM" h1 2>&1 | sed 's/^/      /' ||
+            echo "      (migration failed; the VM keeps running on host local)"
+        migrated=1
+        continue
+    fi
     if [ "$budget_changed" = 0 ] &&
        grep -aq 'SPLITVM-CMD-EXIT rc=0 cmd=memverify' "$CONSOLE" 2>/dev/null; then
         bold "   -> memverify passed; lowering the budget to 128 MiB while memscan runs"
@@ -136,4 +155,5 @@ done
 step "guest results"
 grep -a -E 'SPLITVM-(RESULT|CMD-EXIT|GUEST-DONE)' "$CONSOLE" | sed 's/^/   /'
 grep -aq 'SPLITVM-GUEST-DONE rc=0' "$CONSOLE" || die "the guest workloads failed (console: $CONSOLE)"
-echo "   the guest powered off; libvirt shows it $(virsh -c qemu:///system domstate "$VM" 2>/dev/null)"
+echo "   the guest powered off; splitvm ls shows it:"
+"$SPLITVM" ls --interval 0 --rack "$RACK" | sed 's/^/   /'

@@ -27,6 +27,7 @@ int svm_cmd_stats(int argc, char **argv);
 int svm_cmd_set_budget(int argc, char **argv);
 int svm_cmd_top(int argc, char **argv);
 int svm_cmd_destroy(int argc, char **argv);
+int svm_cmd_migrate(int argc, char **argv);
 int svm_cmd_rack(int argc, char **argv);
 
 /* Set by each command before anything else, used in messages. */

@@ -108,9 +108,16 @@ GPtrArray *svm_cli_connections(GError **errp)
         if (dup) {
             continue;
         }
-        virConnectPtr c = svm_virt_connect(h->libvirt_uri, errp);
+        g_autoptr(GError) err = NULL;
+        virConnectPtr c = svm_virt_connect(h->libvirt_uri, &err);
+        if (!c && h->local) {
+            /* A rack host in a namespace exists only while the rack is up. */
+            svm_cli_warn("host %s is not up (`splitvm rack up`): %s", h->name,
+                         err->message);
+            continue;
+        }
         if (!c) {
-            g_prefix_error(errp, "host %s: ", h->name);
+            g_propagate_prefixed_error(errp, g_steal_pointer(&err), "host %s: ", h->name);
             return NULL;
         }
         g_ptr_array_add(conns, c);

@@ -14,6 +14,7 @@ static const SvmCommand commands[] = {
     { "stats", "VM", "show every pager and memory-server counter of a VM", svm_cmd_stats },
     { "set-budget", "VM SIZE", "change a VM's resident budget live", svm_cmd_set_budget },
     { "top", "", "live, refreshing view of all split VMs", svm_cmd_top },
+    { "migrate", "VM HOST", "live-migrate a VM to another rack host", svm_cmd_migrate },
     { "destroy", "VM", "stop and undefine a VM, free its pages and secret", svm_cmd_destroy },
     { "rack", "up|down|status", "run a local rack (memory servers, libvirtd)", svm_cmd_rack },
 };

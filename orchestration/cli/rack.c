@@ -18,6 +18,7 @@
 #include "conf-file.h"
 #include "emulator.h"
 #include "host-check.h"
+#include "local-host.h"
 #include "local-rack.h"
 #include "memservers.h"
 #include "secrets.h"
@@ -32,10 +33,10 @@ static const GOptionEntry entries[] = {
     { NULL }
 };
 
-/* libvirt on this machine? (a local rack only manages its own host) */
-static bool uri_is_local(const char *uri)
+/* libvirt on this machine? (a local rack only manages its own hosts) */
+static bool host_is_here(const SvmRackHost *h)
 {
-    return g_str_has_prefix(uri, "qemu:///");
+    return h->local || g_str_has_prefix(h->libvirt_uri, "qemu:///");
 }
 
 static bool step_ok(bool ok, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
@@ -104,7 +105,22 @@ static int rack_up(SvmRack *rack)
     for (guint i = 0; i < rack->hosts->len; i++) {
         SvmRackHost *h = rack->hosts->pdata[i];
         bool started;
-        if (!uri_is_local(h->libvirt_uri)) {
+        if (h->local) {
+            g_autofree char *detail = NULL;
+            bool already;
+            if (!svm_local_host_up(rack, st, h, &already, &err)) {
+                step_ok(false, "host %s", h->name);
+                return svm_cli_fail(err);
+            }
+            svm_local_host_status(st, h, &detail);
+            step_ok(true, "host %s %s: %s", h->name,
+                    already ? "already running" : "started", detail);
+            if (!check_host(rack, h, &err)) {
+                return svm_cli_fail(err);
+            }
+            continue;
+        }
+        if (!host_is_here(h)) {
             step_ok(true, "host %s: %s is remote, not managed here", h->name,
                     h->libvirt_uri);
             continue;
@@ -153,7 +169,7 @@ static char *running_vms(const SvmRack *rack)
 
     for (guint i = 0; i < rack->hosts->len; i++) {
         SvmRackHost *h = rack->hosts->pdata[i];
-        g_autoptr(virConnect) c = uri_is_local(h->libvirt_uri)
+        g_autoptr(virConnect) c = host_is_here(h)
                                   ? svm_virt_connect(h->libvirt_uri, NULL) : NULL;
         virDomainPtr *doms = NULL;
         int n = c ? virConnectListAllDomains(c, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE) : 0;
@@ -185,6 +201,15 @@ static int rack_down(SvmRack *rack)
                     "split VMs of rack %s still run (%s): `splitvm destroy` them first, "
                     "or use --force", rack->name, vms);
         return svm_cli_fail(err);
+    }
+    /* Hosts first: with --force their VMs go before the servers do. */
+    g_auto(GStrv) hosts = svm_local_recorded_hosts(st);
+    for (int i = 0; hosts[i]; i++) {
+        g_autoptr(GError) e = NULL;
+        bool down = svm_local_host_down(st, hosts[i], &e);
+        step_ok(down, "host %s: libvirtd stopped, namespace removed%s%s", hosts[i],
+                e ? ": " : "", e ? e->message : "");
+        ok &= down;
     }
     g_auto(GStrv) recorded = svm_local_recorded_servers(st);
     for (int i = 0; recorded[i]; i++) {
@@ -230,6 +255,17 @@ static int rack_status(SvmRack *rack)
     g_autofree char *daemons = svm_local_daemons_status(st);
     fputs(daemons, stdout);
     all_up &= strstr(daemons, "libvirtd  running") != NULL;
+    for (guint i = 0; i < rack->hosts->len; i++) {
+        SvmRackHost *h = rack->hosts->pdata[i];
+        g_autofree char *detail = NULL;
+        if (!h->local) {
+            continue;
+        }
+        SvmLocalStatus ls = svm_local_host_status(st, h, &detail);
+        printf("  %-9s host %s: %s\n", ls == SVM_LOCAL_RUNNING ? "running" :
+               ls == SVM_LOCAL_DOWN ? "down" : "BROKEN", h->name, detail);
+        all_up &= ls == SVM_LOCAL_RUNNING;
+    }
     for (guint i = 0; i < rack->servers->len; i++) {
         SvmRackServer *s = rack->servers->pdata[i];
         g_autofree char *detail = NULL;
@@ -245,6 +281,15 @@ static int rack_status(SvmRack *rack)
             printf("  %-9s %s: remote %s%s%s\n", ok ? "reachable" : "UNREACHABLE",
                    s->name, addr, ok ? "" : ": ", ok ? "" : e->message);
             all_up &= ok;
+        }
+    }
+    g_auto(GStrv) hosts = svm_local_recorded_hosts(st);
+    for (int i = 0; hosts[i]; i++) {
+        SvmRackHost *h = svm_rack_find_host(rack, hosts[i]);
+        if (!h || !h->local) {
+            printf("  %-9s host %s: recorded in %s but no longer a local host in the "
+                   "rack file (`rack down` removes it)\n", "stale", hosts[i], st->path);
+            all_up = false;
         }
     }
     g_auto(GStrv) recorded = svm_local_recorded_servers(st);
@@ -265,8 +310,9 @@ int svm_cmd_rack(int argc, char **argv)
     g_autoptr(GError) err = NULL;
 
     if (!svm_cli_parse(&argc, &argv, "up|down|status",
-                       "Runs a local rack: memory servers in their own network "
-                       "namespaces, libvirtd and virtlogd.",
+                       "Runs a local rack: memory servers and local hosts (each with "
+                       "its own libvirtd) in their own network namespaces, libvirtd and "
+                       "virtlogd.",
                        "up      start what is not running (idempotent) and check that\n"
                        "        QEMU can run under libvirt's confinement here\n"
                        "down    stop and remove everything `up` started\n"

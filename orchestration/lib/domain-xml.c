@@ -173,7 +173,7 @@ char *svm_domain_xml(const SvmDomainParams *p)
     }
     append_escaped(x,
         "    <serial type='pty'>\n"
-        "      <log file='%s' append='off'/>\n"
+        "      <log file='%s' append='on'/>\n"
         "      <target port='0'/>\n"
         "    </serial>\n"
         "    <console type='pty'>\n"

@@ -86,7 +86,7 @@ void svm_rack_state_free(SvmRackState *st)
 /* ---- processes ---------------------------------------------------------- */
 
 /* Field 22 of /proc/PID/stat: tells a reused pid from the one we started. */
-static unsigned long long pid_start_time(pid_t pid)
+unsigned long long svm_pid_start_time(pid_t pid)
 {
     g_autofree char *path = g_strdup_printf("/proc/%d/stat", pid);
     g_autofree char *text = NULL;
@@ -116,7 +116,7 @@ bool svm_pid_is(pid_t pid, const char *comm)
     return !strncmp(text, comm, 15);
 }
 
-static bool pid_alive_as(pid_t pid, const char *comm, unsigned long long start)
+bool svm_pid_alive_as(pid_t pid, const char *comm, unsigned long long start)
 {
     if (!svm_pid_is(pid, comm)) {
         return false;
@@ -130,21 +130,21 @@ static bool pid_alive_as(pid_t pid, const char *comm, unsigned long long start)
             return false;
         }
     }
-    return !start || pid_start_time(pid) == start;
+    return !start || svm_pid_start_time(pid) == start;
 }
 
 /* SIGTERM, wait up to TIMEOUT_S for it to go, then SIGKILL. */
-static bool stop_pid(pid_t pid, const char *comm, unsigned long long start,
+bool svm_stop_pid(pid_t pid, const char *comm, unsigned long long start,
                      int timeout_s)
 {
-    if (!pid_alive_as(pid, comm, start)) {
+    if (!svm_pid_alive_as(pid, comm, start)) {
         return true;
     }
     kill(pid, SIGTERM);
     for (gint64 end = g_get_monotonic_time() + timeout_s * G_USEC_PER_SEC;
          g_get_monotonic_time() < end;) {
         waitpid(pid, NULL, WNOHANG);    /* our own child when started in this run */
-        if (!pid_alive_as(pid, comm, start)) {
+        if (!svm_pid_alive_as(pid, comm, start)) {
             return true;
         }
         g_usleep(20000);
@@ -153,7 +153,7 @@ static bool stop_pid(pid_t pid, const char *comm, unsigned long long start,
     for (gint64 end = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
          g_get_monotonic_time() < end;) {
         waitpid(pid, NULL, WNOHANG);
-        if (!pid_alive_as(pid, comm, start)) {
+        if (!svm_pid_alive_as(pid, comm, start)) {
             return true;
         }
         g_usleep(20000);
@@ -161,7 +161,7 @@ static bool stop_pid(pid_t pid, const char *comm, unsigned long long start,
     return false;
 }
 
-static bool run(GError **errp, const char *const *argv)
+bool svm_run(GError **errp, const char *const *argv)
 {
     g_autofree char *out = NULL, *err_text = NULL;
     g_autoptr(GError) err = NULL;
@@ -181,7 +181,6 @@ static bool run(GError **errp, const char *const *argv)
     return true;
 }
 
-#define RUN(errp, ...) run(errp, (const char *const[]){ __VA_ARGS__, NULL })
 
 /* ---- local memory servers ----------------------------------------------- */
 
@@ -197,13 +196,13 @@ char *svm_local_veth_name(const SvmRack *rack, const SvmRackServer *s)
     return g_strdup_printf("svm%08x", g_str_hash(key));
 }
 
-static bool netns_exists(const char *ns)
+bool svm_netns_exists(const char *ns)
 {
     g_autofree char *path = g_build_filename("/run/netns", ns, NULL);
     return access(path, F_OK) == 0;
 }
 
-static bool link_exists(const char *dev)
+bool svm_link_exists(const char *dev)
 {
     g_autofree char *path = g_build_filename("/sys/class/net", dev, NULL);
     return access(path, F_OK) == 0;
@@ -232,7 +231,7 @@ SvmLocalStatus svm_local_server_status(SvmRackState *st, const SvmRackServer *s,
     pid_t pid = g_key_file_get_integer(st->kf, group, "pid", NULL);
     unsigned long long start = g_key_file_get_uint64(st->kf, group, "start-time", NULL);
     g_autofree char *comm = g_key_file_get_string(st->kf, group, "comm", NULL);
-    if (!comm || !pid_alive_as(pid, comm, start)) {
+    if (!comm || !svm_pid_alive_as(pid, comm, start)) {
         g_autofree char *log = g_key_file_get_string(st->kf, group, "log", NULL);
         *detail = g_strdup_printf("process %d is gone (log: %s)", pid, log ? log : "?");
         return SVM_LOCAL_BROKEN;
@@ -276,7 +275,7 @@ bool svm_local_server_down(SvmRackState *st, const char *name, GError **errp)
     g_autofree char *ns = g_key_file_get_string(st->kf, group, "netns", NULL);
     g_autofree char *veth = g_key_file_get_string(st->kf, group, "veth", NULL);
 
-    if (pid > 0 && comm && !stop_pid(pid, comm, start, 10)) {
+    if (pid > 0 && comm && !svm_stop_pid(pid, comm, start, 10)) {
         g_set_error(errp, SVM_ORCH_ERROR, 0,
                     "memory server %s (pid %d) does not exit", name, pid);
         return false;
@@ -287,16 +286,16 @@ bool svm_local_server_down(SvmRackState *st, const char *name, GError **errp)
      * around for a moment and make a quick `rack up` collide with it.
      */
     g_autoptr(GError) err = NULL;
-    if (veth && link_exists(veth) && !RUN(&err, "ip", "link", "delete", veth) &&
-        link_exists(veth)) {
+    if (veth && svm_link_exists(veth) && !SVM_RUN(&err, "ip", "link", "delete", veth) &&
+        svm_link_exists(veth)) {
         g_propagate_error(errp, g_steal_pointer(&err));
         return false;
     }
-    if (ns && netns_exists(ns) && !RUN(errp, "ip", "netns", "delete", ns)) {
+    if (ns && svm_netns_exists(ns) && !SVM_RUN(errp, "ip", "netns", "delete", ns)) {
         return false;
     }
     for (gint64 end = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
-         veth && link_exists(veth);) {
+         veth && svm_link_exists(veth);) {
         if (g_get_monotonic_time() > end) {
             g_set_error(errp, SVM_ORCH_ERROR, 0, "interface %s is still there 5 s after "
                         "its deletion", veth);
@@ -315,7 +314,7 @@ bool svm_local_server_reload(SvmRackState *st, const char *name, GError **errp)
     unsigned long long start = g_key_file_get_uint64(st->kf, group, "start-time", NULL);
     g_autofree char *comm = g_key_file_get_string(st->kf, group, "comm", NULL);
 
-    if (!comm || !pid_alive_as(pid, comm, start)) {
+    if (!comm || !svm_pid_alive_as(pid, comm, start)) {
         g_set_error(errp, SVM_ORCH_ERROR, 0,
                     "local memory server %s is not running (`splitvm rack up`)", name);
         return false;
@@ -328,7 +327,7 @@ bool svm_local_server_reload(SvmRackState *st, const char *name, GError **errp)
     return true;
 }
 
-static char *log_tail(const char *path)
+char *svm_log_tail(const char *path)
 {
     g_autofree char *text = NULL;
 
@@ -352,14 +351,41 @@ static bool setup_netns(const SvmRackServer *s, const char *ns, const char *veth
 
     svm_parse_host_port(server_address(s), &host, NULL);
     g_autofree char *inner = g_strdup_printf("%s%s", host, prefix);
-    return RUN(errp, "ip", "netns", "add", ns) &&
-           RUN(errp, "ip", "link", "add", veth, "type", "veth", "peer", "name", peer,
+    return SVM_RUN(errp, "ip", "netns", "add", ns) &&
+           SVM_RUN(errp, "ip", "link", "add", veth, "type", "veth", "peer", "name", peer,
                "netns", ns) &&
-           RUN(errp, "ip", "addr", "add", s->veth, "dev", veth) &&
-           RUN(errp, "ip", "link", "set", veth, "up") &&
-           RUN(errp, "ip", "-n", ns, "addr", "add", inner, "dev", peer) &&
-           RUN(errp, "ip", "-n", ns, "link", "set", peer, "up") &&
-           RUN(errp, "ip", "-n", ns, "link", "set", "lo", "up");
+           SVM_RUN(errp, "ip", "addr", "add", s->veth, "dev", veth) &&
+           SVM_RUN(errp, "ip", "link", "set", veth, "up") &&
+           SVM_RUN(errp, "ip", "-n", ns, "addr", "add", inner, "dev", peer) &&
+           SVM_RUN(errp, "ip", "-n", ns, "link", "set", peer, "up") &&
+           SVM_RUN(errp, "ip", "-n", ns, "link", "set", "lo", "up");
+}
+
+bool svm_link_forwarding(const char *dev, GError **errp)
+{
+    g_autofree char *path = g_strdup_printf("/proc/sys/net/ipv4/conf/%s/forwarding", dev);
+    g_autoptr(GError) err = NULL;
+
+    if (!g_file_set_contents_full(path, "1\n", -1, G_FILE_SET_CONTENTS_NONE, 0644, &err)) {
+        g_set_error(errp, SVM_ORCH_ERROR, 0, "cannot enable forwarding on %s: %s", dev,
+                    err->message);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * QEMUs of local hosts (other namespaces) reach the server through the root
+ * namespace: a default route back out of the server's namespace, and
+ * forwarding on the root end of its veth (only there).  Idempotent.
+ */
+static bool server_routes(const SvmRackServer *s, const char *ns, const char *veth,
+                          GError **errp)
+{
+    g_auto(GStrv) parts = g_strsplit(s->veth, "/", 2);
+
+    return svm_link_forwarding(veth, errp) &&
+           SVM_RUN(errp, "ip", "-n", ns, "route", "replace", "default", "via", parts[0]);
 }
 
 static pid_t spawn_in_netns(const char *ns, const char *const *argv, const char *log,
@@ -408,9 +434,12 @@ bool svm_local_server_up(const SvmRack *rack, SvmRackState *st, const SvmRackSer
 
     *already = false;
     switch (svm_local_server_status(st, s, &detail)) {
-    case SVM_LOCAL_RUNNING:
+    case SVM_LOCAL_RUNNING: {
+        g_autofree char *ns = g_key_file_get_string(st->kf, group, "netns", NULL);
+        g_autofree char *veth = g_key_file_get_string(st->kf, group, "veth", NULL);
         *already = true;
-        return true;
+        return !ns || !veth || server_routes(s, ns, veth, errp);
+    }
     case SVM_LOCAL_BROKEN:
         if (!svm_local_server_down(st, s->name, errp)) {
             return false;
@@ -425,7 +454,7 @@ bool svm_local_server_up(const SvmRack *rack, SvmRackState *st, const SvmRackSer
     g_autofree char *log = g_strdup_printf("%s/memserver-%s.log", rack->state_dir, s->name);
     g_autofree char *comm = g_path_get_basename(rack->memserver_binary);
 
-    if (netns_exists(ns) || link_exists(veth)) {
+    if (svm_netns_exists(ns) || svm_link_exists(veth)) {
         g_set_error(errp, SVM_ORCH_ERROR, 0,
                     "network namespace %s or interface %s exists but is not recorded in "
                     "%s: another rack with the same name? Remove them "
@@ -443,7 +472,8 @@ bool svm_local_server_up(const SvmRack *rack, SvmRackState *st, const SvmRackSer
     g_key_file_set_string(st->kf, group, "veth", veth);
     g_key_file_set_string(st->kf, group, "log", log);
     g_key_file_set_string(st->kf, group, "comm", comm);
-    if (!svm_rack_state_save(st, errp) || !setup_netns(s, ns, veth, errp)) {
+    if (!svm_rack_state_save(st, errp) || !setup_netns(s, ns, veth, errp) ||
+        !server_routes(s, ns, veth, errp)) {
         return false;
     }
 
@@ -468,7 +498,7 @@ bool svm_local_server_up(const SvmRack *rack, SvmRackState *st, const SvmRackSer
             break;
         }
         if (waitpid(pid, NULL, WNOHANG) == pid || g_get_monotonic_time() > end) {
-            g_autofree char *tail = log_tail(log);
+            g_autofree char *tail = svm_log_tail(log);
             bool died = !svm_pid_is(pid, comm) && kill(pid, 0) < 0;
             svm_rack_state_save(st, NULL);
             g_set_error(errp, SVM_ORCH_ERROR, 0,
@@ -479,7 +509,7 @@ bool svm_local_server_up(const SvmRack *rack, SvmRackState *st, const SvmRackSer
         }
         g_usleep(20000);
     }
-    g_key_file_set_uint64(st->kf, group, "start-time", pid_start_time(pid));
+    g_key_file_set_uint64(st->kf, group, "start-time", svm_pid_start_time(pid));
     return svm_rack_state_save(st, errp);
 }
 
@@ -502,7 +532,7 @@ static bool start_daemon(SvmRackState *st, const char *name, const char *pidfile
     if (pidfile_pid(pidfile, name)) {
         return true;
     }
-    if (!RUN(errp, name, "-d")) {
+    if (!SVM_RUN(errp, name, "-d")) {
         return false;
     }
     gint64 end = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
@@ -517,7 +547,7 @@ static bool start_daemon(SvmRackState *st, const char *name, const char *pidfile
     }
     g_autofree char *start_key = g_strconcat(name, "-start-time", NULL);
     g_key_file_set_integer(st->kf, "daemons", name, pid);
-    g_key_file_set_uint64(st->kf, "daemons", start_key, pid_start_time(pid));
+    g_key_file_set_uint64(st->kf, "daemons", start_key, svm_pid_start_time(pid));
     return svm_rack_state_save(st, errp);
 }
 
@@ -557,7 +587,7 @@ static bool stop_recorded_daemon(SvmRackState *st, const char *name, GError **er
     pid_t pid = g_key_file_get_integer(st->kf, "daemons", name, NULL);
     unsigned long long start = g_key_file_get_uint64(st->kf, "daemons", start_key, NULL);
 
-    if (pid > 0 && !stop_pid(pid, name, start, 20)) {
+    if (pid > 0 && !svm_stop_pid(pid, name, start, 20)) {
         g_set_error(errp, SVM_ORCH_ERROR, 0, "%s (pid %d) does not exit", name, pid);
         return false;
     }

@@ -65,4 +65,21 @@ char *svm_local_daemons_status(SvmRackState *st);
 /* Is pid alive and running a program whose name is COMM? */
 bool svm_pid_is(pid_t pid, const char *comm);
 
+/* Shared with local-host.c. */
+/* Start time of PID (/proc/PID/stat field 22): tells a reused pid from ours. */
+unsigned long long svm_pid_start_time(pid_t pid);
+/* PID runs COMM, is not a zombie and (START != 0) started at START. */
+bool svm_pid_alive_as(pid_t pid, const char *comm, unsigned long long start);
+/* SIGTERM, up to TIMEOUT_S seconds, then SIGKILL; false if it does not go. */
+bool svm_stop_pid(pid_t pid, const char *comm, unsigned long long start, int timeout_s);
+/* Runs ARGV (NULL-terminated) and waits; its stderr goes into the error. */
+bool svm_run(GError **errp, const char *const *argv);
+#define SVM_RUN(errp, ...) svm_run(errp, (const char *const[]){ __VA_ARGS__, NULL })
+bool svm_netns_exists(const char *ns);
+bool svm_link_exists(const char *dev);
+/* The last lines of a log file, for error messages. */
+char *svm_log_tail(const char *path);
+/* Sets net.ipv4.conf.DEV.forwarding (only the interfaces the rack made). */
+bool svm_link_forwarding(const char *dev, GError **errp);
+
 #endif /* SVM_LOCAL_RACK_H */

@@ -13,6 +13,9 @@ static void host_free(gpointer p)
     g_free(h->libvirt_uri);
     g_free(h->emulator);
     g_free(h->library_path);
+    g_free(h->address);
+    g_free(h->veth);
+    g_free(h->dir);
     g_free(h);
 }
 
@@ -125,11 +128,20 @@ static bool load_rack_group(SvmRack *rack, SvmConf *conf, GError **errp)
                              &rack->memserver_binary, errp);
 }
 
+static bool subnet_has(struct in_addr net, unsigned prefix, struct in_addr a)
+{
+    uint32_t mask = htonl(~0u << (32 - prefix));
+    return (a.s_addr & mask) == (net.s_addr & mask) && a.s_addr != net.s_addr;
+}
+
 static bool load_host(SvmRack *rack, SvmConf *conf, const char *group,
                       const char *name, GError **errp)
 {
-    static const char *const keys[] = { "libvirt", "emulator", "library-path", NULL };
+    static const char *const keys[] = { "libvirt", "emulator", "library-path", "address",
+                                        "local", "veth", NULL };
     SvmRackHost *h = g_new0(SvmRackHost, 1);
+    struct in_addr addr, veth;
+    unsigned prefix;
 
     g_ptr_array_add(rack->hosts, h);
     h->name = g_strdup(name);
@@ -137,9 +149,51 @@ static bool load_host(SvmRack *rack, SvmConf *conf, const char *group,
     if (!svm_conf_check_keys(conf, group, keys, errp) ||
         !svm_conf_get_string(conf, group, "libvirt", false, &h->libvirt_uri, errp) ||
         !svm_conf_get_path(conf, group, "emulator", true, &h->emulator, errp) ||
-        !svm_conf_get_path(conf, group, "library-path", false, &h->library_path, errp)) {
+        !svm_conf_get_path(conf, group, "library-path", false, &h->library_path, errp) ||
+        !svm_conf_get_string(conf, group, "address", false, &h->address, errp) ||
+        !svm_conf_get_bool(conf, group, "local", false, &h->local, errp)) {
         return false;
     }
+    if (h->address && inet_pton(AF_INET, h->address, &addr) != 1) {
+        return svm_conf_error(conf, errp, group, "address",
+                              "'%s' is not an IPv4 address", h->address);
+    }
+    if (!h->local) {
+        if (svm_conf_has_key(conf, group, "veth")) {
+            return svm_conf_error(conf, errp, group, "veth",
+                                  "only meaningful with local = true");
+        }
+        return true;
+    }
+
+    /* A local host: its own libvirtd in network namespace splitvm-RACK-host-NAME. */
+    if (svm_conf_has_key(conf, group, "libvirt")) {
+        return svm_conf_error(conf, errp, group, "libvirt",
+                              "a local host's libvirt URI is its own libvirtd's socket "
+                              "in the rack's state dir; leave it out");
+    }
+    if (!h->address) {
+        return svm_conf_error(conf, errp, group, "address",
+                              "a local host needs address = A.B.C.D, its end of the veth "
+                              "pair (in the veth subnet)");
+    }
+    if (!svm_conf_get_string(conf, group, "veth", true, &h->veth, errp)) {
+        return false;
+    }
+    if (!parse_cidr(h->veth, &veth, &prefix)) {
+        return svm_conf_error(conf, errp, group, "veth",
+                              "'%s' is not an IPv4 address with a prefix length "
+                              "8..30 (e.g. 10.213.0.9/30)", h->veth);
+    }
+    if (!subnet_has(veth, prefix, addr)) {
+        return svm_conf_error(conf, errp, group, "address",
+                              "%s must be another address in the veth subnet %s",
+                              h->address, h->veth);
+    }
+    h->dir = g_strdup_printf("%s/host-%s", rack->state_dir, h->name);
+    g_free(h->libvirt_uri);
+    h->libvirt_uri = g_strdup_printf("qemu+unix:///system?socket=%s/run/libvirt-sock",
+                                     h->dir);
     return true;
 }
 
@@ -234,9 +288,28 @@ static bool load_server(SvmRack *rack, SvmConf *conf, const char *group,
     return true;
 }
 
-/* Two local servers must not share a subnet or an address. */
+/* Two local servers or hosts must not share a subnet or an address. */
 static bool check_overlaps(SvmRack *rack, SvmConf *conf, GError **errp)
 {
+    for (guint i = 0; i < rack->hosts->len; i++) {
+        SvmRackHost *a = rack->hosts->pdata[i];
+        g_autofree char *group = g_strdup_printf("host %s", a->name);
+        for (guint j = 0; a->local && j < rack->hosts->len; j++) {
+            SvmRackHost *b = rack->hosts->pdata[j];
+            if (j < i && b->local && !strcmp(a->veth, b->veth)) {
+                return svm_conf_error(conf, errp, group, "veth",
+                                      "same veth address as host '%s'", b->name);
+            }
+        }
+        for (guint j = 0; a->local && j < rack->servers->len; j++) {
+            SvmRackServer *s = rack->servers->pdata[j];
+            if (s->local && !strcmp(a->veth, s->veth)) {
+                return svm_conf_error(conf, errp, group, "veth",
+                                      "same veth address as memory server '%s'", s->name);
+            }
+        }
+    }
+
     for (guint i = 0; i < rack->servers->len; i++) {
         SvmRackServer *a = rack->servers->pdata[i];
         for (guint j = 0; j < i; j++) {

@@ -20,6 +20,10 @@ typedef struct SvmRackHost {
     char *libvirt_uri;          /* e.g. qemu:///system */
     char *emulator;             /* patched qemu-system-x86_64 */
     char *library_path;         /* LD_LIBRARY_PATH for QEMU (libsplitvm), or NULL */
+    char *address;              /* where other hosts' QEMUs reach it (migration), or NULL */
+    bool local;                 /* `rack up` runs its libvirtd in a network namespace */
+    char *veth;                 /* local: root-namespace end, "A.B.C.D/PREFIX" */
+    char *dir;                  /* local: <state-dir>/host-NAME, its libvirt's private dirs */
 } SvmRackHost;
 
 typedef struct SvmRackServer {

@@ -137,6 +137,24 @@ static const BadCase bad_racks[] = {
       "tcp = 10.0.0.2:1\nlocal = 1\nveth = 10.0.0.1/30\ncapacity = 1G\n",
       ":1: [rack]: memory server 'm' is local: set memserver-binary" },
     { "empty value", "[rack]\nname =\n", ":2: [rack] name: empty value" },
+    { "local host without address", "[rack]\nname = r\n[host h]\nemulator = /x\n"
+      "local = true\nveth = 10.0.0.1/30\n[memserver m]\ntcp = a:1\n",
+      ":3: [host h] address: a local host needs address" },
+    { "local host address subnet", "[rack]\nname = r\n[host h]\nemulator = /x\n"
+      "local = true\nveth = 10.0.0.1/30\naddress = 10.0.0.9\n[memserver m]\ntcp = a:1\n",
+      ":7: [host h] address: 10.0.0.9 must be another address in the veth subnet" },
+    { "local host libvirt", "[rack]\nname = r\n[host h]\nemulator = /x\nlocal = true\n"
+      "libvirt = qemu:///system\nveth = 10.0.0.1/30\naddress = 10.0.0.2\n"
+      "[memserver m]\ntcp = a:1\n", ":6: [host h] libvirt: a local host's libvirt URI" },
+    { "host veth not local", "[rack]\nname = r\n[host h]\nemulator = /x\n"
+      "veth = 10.0.0.1/30\n[memserver m]\ntcp = a:1\n",
+      ":5: [host h] veth: only meaningful with local = true" },
+    { "host bad address", "[rack]\nname = r\n[host h]\nemulator = /x\naddress = here\n"
+      "[memserver m]\ntcp = a:1\n", ":5: [host h] address: 'here' is not an IPv4 address" },
+    { "host and server veth", "[rack]\nname = r\nmemserver-binary=/bin/true\n[host h]\n"
+      "emulator = /x\nlocal = true\nveth = 10.0.0.1/30\naddress = 10.0.0.2\n"
+      "[memserver m]\ntcp = 10.0.0.2:1\nlocal = 1\nveth = 10.0.0.1/30\ncapacity = 1G\n",
+      "[host h] veth: same veth address as memory server 'm'" },
 };
 
 static void test_rack_bad(gconstpointer data)
@@ -327,6 +345,12 @@ static void test_example_rack(void)
     g_assert_no_error(err);
     g_assert_cmpuint(rack->servers->len, ==, 2);
     g_assert_nonnull(((SvmRackHost *)rack->hosts->pdata[0])->library_path);
+    /* A second host in its own namespace, for `splitvm migrate`. */
+    SvmRackHost *h1 = svm_rack_find_host(rack, "h1");
+    g_assert_nonnull(h1);
+    g_assert_true(h1->local);
+    g_assert_cmpstr(h1->libvirt_uri, ==,
+                    "qemu+unix:///system?socket=/run/splitvm/local/host-h1/run/libvirt-sock");
 }
 
 static void test_missing_file(void)
