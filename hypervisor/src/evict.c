@@ -49,6 +49,14 @@ static uint64_t low_mark(uint64_t budget)
     return budget - headroom(budget);
 }
 
+uint64_t svm_budget_room(SvmPager *p)
+{
+    uint64_t low = low_mark(atomic_load(&p->budget_pages));
+    uint64_t r = atomic_load(&p->resident);
+
+    return r < low ? low - r : 0;
+}
+
 void svm_evict_kick(SvmPager *p)
 {
     pthread_mutex_lock(&p->room_lock);

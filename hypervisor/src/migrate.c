@@ -83,8 +83,8 @@ static int flush_batch(SvmPager *p, const uint64_t *pages, const uint8_t *states
     return err;
 }
 
-bool svm_pager_flush(SvmPager *p, uint64_t max_bytes, uint64_t *remaining,
-                     GError **errp)
+static bool flush(SvmPager *p, uint64_t max_bytes, uint64_t *remaining,
+                  GError **errp)
 {
     uint64_t budget = max_bytes ? (max_bytes + SVM_PAGE - 1) / SVM_PAGE : UINT64_MAX;
     uint64_t pages[FLUSH_BATCH], done = 0;
@@ -101,6 +101,11 @@ bool svm_pager_flush(SvmPager *p, uint64_t max_bytes, uint64_t *remaining,
     if (p->nservers == 0) {
         g_set_error(errp, SVM_PAGER_ERROR, EINVAL,
                     "no memory server is configured: there is nowhere to flush to");
+        return false;
+    }
+    if (atomic_load(&p->fenced)) {
+        g_set_error(errp, SVM_PAGER_ERROR, ESTALE, "this pager was fenced: "
+                    "another one owns the VM's pages now");
         return false;
     }
     buf = aligned_alloc(SVM_PAGE, (size_t)FLUSH_BATCH * SVM_PAGE);
@@ -142,13 +147,50 @@ bool svm_pager_flush(SvmPager *p, uint64_t max_bytes, uint64_t *remaining,
     return ok;
 }
 
-bool svm_pager_flush_all(SvmPager *p, GError **errp)
+bool svm_pager_flush(SvmPager *p, uint64_t max_bytes, uint64_t *remaining,
+                     GError **errp)
+{
+    bool ok;
+
+    if (!svm_api_enter(p, errp)) {
+        return false;
+    }
+    ok = flush(p, max_bytes, remaining, errp);
+    svm_api_exit(p);
+    return ok;
+}
+
+/* A server marked down cannot take the final flush: say so at once. */
+static bool servers_up(SvmPager *p, GError **errp)
+{
+    for (unsigned i = 0; i < p->nservers; i++) {
+        if (atomic_load(&p->servers[i].down)) {
+            g_set_error(errp, SVM_PAGER_ERROR, EHOSTUNREACH,
+                        "memory server %s is unreachable: %" PRIu64 " dirty "
+                        "bytes cannot be flushed", p->servers[i].name,
+                        svm_pager_dirty_bytes(p));
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool flush_all(SvmPager *p, GError **errp)
 {
     uint64_t deadline = svm_now_ns() + FLUSH_ALL_TIMEOUT_NS;
     uint64_t left = 0;
 
     do {
-        if (!svm_pager_flush(p, 0, &left, errp)) {
+        g_autoptr(GError) err = NULL;
+
+        if (!servers_up(p, errp)) {
+            return false;
+        }
+        if (!flush(p, 0, &left, &err)) {
+            /* a server that stopped answering is the reason to give */
+            if (err->code == ESTALE || servers_up(p, errp)) {
+                g_propagate_error(errp, g_steal_pointer(&err));
+            }
             return false;
         }
         if (left == 0) {
@@ -161,6 +203,18 @@ bool svm_pager_flush_all(SvmPager *p, GError **errp)
                 "%" PRIu64 " dirty bytes still not flushed after 60 s (is the "
                 "guest really stopped?)", left);
     return false;
+}
+
+bool svm_pager_flush_all(SvmPager *p, GError **errp)
+{
+    bool ok;
+
+    if (!svm_api_enter(p, errp)) {
+        return false;
+    }
+    ok = flush_all(p, errp);
+    svm_api_exit(p);
+    return ok;
 }
 
 static uint8_t *bitmap_of(SvmPager *p, size_t *len, uint8_t mask)
@@ -358,31 +412,100 @@ bool svm_migrate_claim(SvmPager *p, const SvmPagerConfig *cfg, GError **errp)
     return attach_new_epoch(p, 0, false, errp);
 }
 
+/*
+ * The warm-up runs in its own thread: the destination resumes the guest at
+ * once and its demand faults go first.  Warm reads are issued a batch at a
+ * time with at most SVM_WARM_INFLIGHT pages on the wire, so a demand read
+ * never queues behind more than that; they only use free budget and stop
+ * when it is full (the rest of the hot set comes on demand).
+ */
+static void *warm_thread(void *opaque)
+{
+    SvmPager *p = opaque;
+    uint64_t pages[SVM_PREFETCH_BATCH], queued = 0, t0 = svm_now_ns();
+    unsigned n = 0;
+    bool full = false;
+
+    for (uint64_t i = 0; i <= p->npages && !full; i++) {
+        uint64_t room;
+
+        if (i < p->npages) {
+            if (!(p->warm_bits[i / 8] & (1u << (i % 8)))) {
+                continue;
+            }
+            pages[n++] = i;
+            if (n < SVM_PREFETCH_BATCH) {
+                continue;
+            }
+        }
+        pthread_mutex_lock(&p->room_lock);
+        while (atomic_load(&p->pf_inflight) >= SVM_WARM_INFLIGHT &&
+               !atomic_load(&p->stopping)) {
+            pthread_cond_wait(&p->warm_cond, &p->room_lock);
+        }
+        pthread_mutex_unlock(&p->room_lock);
+        if (atomic_load(&p->stopping)) {
+            break;
+        }
+        /* only into room the evictor leaves alone: warm pages must not evict warm pages */
+        room = svm_budget_room(p);
+        if (n > room) {
+            n = room;
+            full = true;
+        }
+        if (n) {
+            queued += svm_prefetch_pages(p, pages, n);
+            n = 0;
+        }
+    }
+    svm_pager_log(p, "warm-up: %" PRIu64 " hot pages requested in %" PRIu64
+                  " ms%s", queued, (svm_now_ns() - t0) / 1000000,
+                  full ? "; budget full, the rest comes on demand" : "");
+    return NULL;
+}
+
+void svm_warm_wake(SvmPager *p)
+{
+    if (atomic_load(&p->warm_started)) {
+        pthread_mutex_lock(&p->room_lock);
+        pthread_cond_broadcast(&p->warm_cond);
+        pthread_mutex_unlock(&p->room_lock);
+    }
+}
+
+void svm_warm_stop(SvmPager *p)
+{
+    if (atomic_load(&p->warm_started)) {
+        svm_warm_wake(p);
+        pthread_join(p->warm_thread, NULL);
+        atomic_store(&p->warm_started, false);
+    }
+    g_clear_pointer(&p->warm_bits, g_free);
+}
+
 uint64_t svm_pager_warm(SvmPager *p, const uint8_t *bits, size_t len)
 {
-    uint64_t pages[SVM_PREFETCH_MAX], queued = 0;
-    unsigned n = 0;
+    uint64_t hot = 0, room;
 
-    if (len != (p->npages + 7) / 8 || p->nservers == 0) {
+    if (len != (p->npages + 7) / 8 || p->nservers == 0 ||
+        atomic_load(&p->warm_started)) {
         return 0;
     }
     for (uint64_t i = 0; i < p->npages; i++) {
-        if (!(bits[i / 8] & (1u << (i % 8)))) {
-            continue;
-        }
-        pages[n++] = i;
-        if (n == SVM_PREFETCH_MAX) {
-            unsigned q = svm_prefetch_pages(p, pages, n);
-
-            queued += q;
-            n = 0;
-            if (q == 0 && atomic_load(&p->resident) >= atomic_load(&p->budget_pages)) {
-                return queued;  /* budget full: the rest comes on demand */
-            }
-        }
+        hot += (bits[i / 8] >> (i % 8)) & 1;
     }
-    if (n) {
-        queued += svm_prefetch_pages(p, pages, n);
+    room = svm_budget_room(p);
+    if (hot == 0 || room == 0) {
+        return 0;
     }
-    return queued;
+    p->warm_bits = g_memdup2(bits, len);
+    /* set first: the thread's first completions must find it to wake it */
+    atomic_store(&p->warm_started, true);
+    if (pthread_create(&p->warm_thread, NULL, warm_thread, p) != 0) {
+        atomic_store(&p->warm_started, false);
+        svm_pager_log(p, "warm-up: cannot start its thread; pages come on demand");
+        g_clear_pointer(&p->warm_bits, g_free);
+        return 0;
+    }
+    return MIN(hot, room);
 }

@@ -26,6 +26,7 @@
 #define SVM_PREFETCH_MAX 256u           /* pages in one read-ahead window */
 #define SVM_PREFETCH_BATCH 64u          /* pages per request (SVM_MAX_BATCH) */
 #define SVM_PREFETCH_INFLIGHT 512u      /* pages: keeps demand reads from queueing long */
+#define SVM_WARM_INFLIGHT 128u         /* pages: warm-up reads on the wire */
 #define SVM_MIN_BUDGET_PAGES 16u
 
 #define SVM_LOCAL __attribute__((visibility("hidden")))
@@ -72,6 +73,7 @@ struct SvmPager {
 
     /* ownership of the VM's pages on the servers (migrate.c) */
     atomic_bool owner;          /* false: never write to the servers */
+    atomic_bool fenced;         /* a server refused a write: not the owner now */
     _Atomic uint64_t epoch;     /* epoch the current clients attached with */
     uint64_t flush_cursor;      /* next page svm_pager_flush() looks at */
     char *vm_id;                /* for new connections (take_ownership) */
@@ -118,6 +120,15 @@ struct SvmPager {
     unsigned pf_depth;              /* pages in the last window */
     uint64_t pf_pending;            /* issued pages not yet walked past */
 
+    /* migration warm-up (migrate.c): a thread fetching the source's hot set */
+    pthread_t warm_thread;
+    atomic_bool warm_started;
+    uint8_t *warm_bits;
+    pthread_cond_t warm_cond;       /* (room_lock) prefetch reads completed */
+
+    /* API calls in progress (set_budget may run on another thread than stop) */
+    _Atomic unsigned api_calls;
+
     /* statistics */
     _Atomic uint64_t faults_missing, faults_wp, faults_minor;
     _Atomic uint64_t fills_remote, fills_zero;
@@ -158,9 +169,18 @@ SVM_LOCAL void svm_pager_release_wake(SvmPager *p, uint64_t page, uint8_t state)
 SVM_LOCAL void svm_pager_log(SvmPager *p, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/*
+ * Around API calls that can wait long and may run on another thread than
+ * svm_pager_stop(): false + errp once stopping; stop waits for the exits.
+ */
+SVM_LOCAL bool svm_api_enter(SvmPager *p, GError **errp);
+SVM_LOCAL void svm_api_exit(SvmPager *p);
+
 /* budget.c-like helpers (evict.c) */
 SVM_LOCAL bool svm_budget_reserve(SvmPager *p, uint64_t n, bool wait);
 SVM_LOCAL void svm_budget_unreserve(SvmPager *p, uint64_t n);
+/* Pages that can be filled before the evictor has to make room. */
+SVM_LOCAL uint64_t svm_budget_room(SvmPager *p);
 SVM_LOCAL int svm_evict_start(SvmPager *p);
 SVM_LOCAL void svm_evict_stop(SvmPager *p);
 SVM_LOCAL void svm_evict_kick(SvmPager *p);
@@ -221,6 +241,10 @@ SVM_LOCAL void svm_retry_kick(SvmPager *p);
 SVM_LOCAL void svm_migrate_init_incoming(SvmPager *p);
 SVM_LOCAL bool svm_migrate_claim(SvmPager *p, const SvmPagerConfig *cfg,
                                  GError **errp);
+
+/* migrate.c: the warm-up thread; wake it when prefetch reads complete */
+SVM_LOCAL void svm_warm_wake(SvmPager *p);
+SVM_LOCAL void svm_warm_stop(SvmPager *p);
 
 /* pager-prefetch.c */
 SVM_LOCAL void svm_prefetch_after_fault(SvmPager *p, uint64_t page, bool write);

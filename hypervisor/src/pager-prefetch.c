@@ -92,6 +92,7 @@ static void prefetch_done(void *opaque, int status)
         }
     }
     atomic_fetch_sub(&p->pf_inflight, r->n);
+    svm_warm_wake(p);
     free(r->mem);
     g_free(r);
 }

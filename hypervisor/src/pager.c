@@ -284,6 +284,7 @@ SvmPager *svm_pager_start(const SvmPagerConfig *cfg, GError **errp)
     pthread_mutex_init(&p->room_lock, NULL);
     pthread_cond_init(&p->room_cond, NULL);
     pthread_cond_init(&p->evict_cond, NULL);
+    pthread_cond_init(&p->warm_cond, NULL);
     pthread_mutex_init(&p->pf_lock, NULL);
     svm_prefetch_init(&p->pf_det, SVM_PREFETCH_MIN, SVM_PREFETCH_MAX);
     svm_stripe_init(&p->stripe, p->npages, cfg->nservers, SVM_STRIPE_UNIT_PAGES);
@@ -346,6 +347,22 @@ fail:
     return NULL;
 }
 
+bool svm_api_enter(SvmPager *p, GError **errp)
+{
+    atomic_fetch_add(&p->api_calls, 1);
+    if (atomic_load(&p->stopping)) {
+        atomic_fetch_sub(&p->api_calls, 1);
+        g_set_error(errp, SVM_PAGER_ERROR, ESHUTDOWN, "the pager is stopping");
+        return false;
+    }
+    return true;
+}
+
+void svm_api_exit(SvmPager *p)
+{
+    atomic_fetch_sub(&p->api_calls, 1);
+}
+
 void svm_pager_stop(SvmPager *p)
 {
     if (!p) {
@@ -358,6 +375,17 @@ void svm_pager_stop(SvmPager *p)
             /* the fault threads also poll with a timeout */
         }
     }
+    /*
+     * A call on another thread (QEMU runs set-budget on a worker) sees
+     * `stopping` in its waits and returns; p must outlive it.
+     */
+    pthread_mutex_lock(&p->room_lock);
+    pthread_cond_broadcast(&p->room_cond);
+    pthread_mutex_unlock(&p->room_lock);
+    while (atomic_load(&p->api_calls) > 0) {
+        usleep(1000);
+    }
+    svm_warm_stop(p);
     svm_fault_stop(p);
     svm_evict_stop(p);
     svm_retry_stop(p);
@@ -378,11 +406,12 @@ void svm_pager_stop(SvmPager *p)
     pthread_mutex_destroy(&p->room_lock);
     pthread_cond_destroy(&p->room_cond);
     pthread_cond_destroy(&p->evict_cond);
+    pthread_cond_destroy(&p->warm_cond);
     pthread_mutex_destroy(&p->pf_lock);
     g_free(p);
 }
 
-bool svm_pager_set_budget(SvmPager *p, uint64_t budget, GError **errp)
+static bool set_budget(SvmPager *p, uint64_t budget, GError **errp)
 {
     uint64_t pages, old;
 
@@ -401,6 +430,12 @@ bool svm_pager_set_budget(SvmPager *p, uint64_t budget, GError **errp)
     pthread_mutex_unlock(&p->room_lock);
     svm_evict_kick(p);
     if (pages < old && !svm_evict_wait_below(p, pages, 60000)) {
+        if (atomic_load(&p->stopping)) {
+            g_set_error(errp, SVM_PAGER_ERROR, ESHUTDOWN,
+                        "the pager stopped before the budget of %" PRIu64
+                        " pages was reached", pages);
+            return false;
+        }
         g_set_error(errp, SVM_PAGER_ERROR, ETIMEDOUT,
                     "could not evict down to the new budget of %" PRIu64
                     " pages within 60 s: %" PRIu64 " resident, %" PRIu64
@@ -410,6 +445,18 @@ bool svm_pager_set_budget(SvmPager *p, uint64_t budget, GError **errp)
     }
     svm_pager_log(p, "budget %" PRIu64 " -> %" PRIu64 " pages", old, pages);
     return true;
+}
+
+bool svm_pager_set_budget(SvmPager *p, uint64_t budget, GError **errp)
+{
+    bool ok;
+
+    if (!svm_api_enter(p, errp)) {
+        return false;
+    }
+    ok = set_budget(p, budget, errp);
+    svm_api_exit(p);
+    return ok;
 }
 
 void svm_pager_get_stats(SvmPager *p, SvmPagerStats *st)

@@ -65,7 +65,18 @@ static void request_failed(SvmServer *s, const char *what, int ret)
         svm_pager_log(s->pager, "memory server %s rejected %s: %s", s->name,
                       what, strerror(-ret));
     }
-    snprintf(reason, sizeof(reason), "%s failed: %s", what, strerror(-ret));
+    if (ret == -ESTALE) {
+        /*
+         * Not an outage: another pager owns the VM's pages now.  This one
+         * must not run on with them, so it is reported like a lost server
+         * (QEMU keeps the guest paused), with the reason.
+         */
+        atomic_store(&s->pager->fenced, true);
+        snprintf(reason, sizeof(reason), "%s refused: fenced, another pager "
+                 "owns the VM's pages now", what);
+    } else {
+        snprintf(reason, sizeof(reason), "%s failed: %s", what, strerror(-ret));
+    }
     svm_server_report(s, false, reason);
 }
 

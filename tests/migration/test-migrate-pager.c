@@ -344,6 +344,7 @@ static void test_stale_pager_flush_fenced(void)
     Host a = { 0 }, b = { 0 };
     g_autoptr(GError) err = NULL;
     g_autoptr(GError) err2 = NULL;
+    gint64 deadline;
 
     if (!source_start(&r, &a)) {
         return;
@@ -356,9 +357,17 @@ static void test_stale_pager_flush_fenced(void)
     g_assert_true(svm_pager_take_ownership(b.p, svm_pager_owner_epoch(a.p), &err));
     g_assert_no_error(err);
 
-    /* the stale source writes and tries to push its page */
+    /*
+     * The stale source writes and tries to push its page.  Its evictor may
+     * hold the page and be refused first: then flush has nothing to push
+     * this time, and is refused from then on.
+     */
     ((uint64_t *)a.ram.host)[0] = 0xbad;
-    g_assert_false(svm_pager_flush(a.p, 0, NULL, &err2));
+    deadline = g_get_monotonic_time() + 20 * G_USEC_PER_SEC;
+    while (svm_pager_flush(a.p, 0, NULL, &err2) &&
+           g_get_monotonic_time() < deadline) {
+        g_usleep(1000);
+    }
     g_assert_nonnull(err2);
     g_test_message("stale flush: %s", err2->message);
     g_assert_cmpint(err2->code, ==, ESTALE);
@@ -368,12 +377,121 @@ static void test_stale_pager_flush_fenced(void)
     rack_stop(&r);
 }
 
+/*
+ * The destination resumes at once: the warm-up of the source's hot pages
+ * runs in the background (the call returns before the pages are there),
+ * fetches them without a fault, and stopping the pager ends it.
+ */
+static void test_warm_in_background(void)
+{
+    Rack r;
+    Host a = { 0 }, b = { 0 }, c = { 0 };
+    g_autoptr(GError) err = NULL;
+    g_autofree uint8_t *written = NULL, *hot = NULL;
+    size_t len, hlen;
+    uint64_t warming, epoch;
+    gint64 deadline;
+    SvmPagerStats st;
+
+    if (!source_start(&r, &a)) {
+        return;
+    }
+    write_gen(a.ram.host, 1);
+    g_assert_true(svm_pager_flush_all(a.p, &err));
+    g_assert_no_error(err);
+    epoch = svm_pager_owner_epoch(a.p);
+    written = svm_pager_written_bitmap(a.p, &len);
+    hot = svm_pager_resident_bitmap(a.p, &hlen);
+
+    g_assert_nonnull(host_start(&b, &r, true, &err));
+    g_assert_no_error(err);
+    g_assert_true(svm_pager_set_written(b.p, written, len, &err));
+    g_assert_no_error(err);
+    g_assert_true(svm_pager_take_ownership(b.p, epoch, &err));
+    g_assert_no_error(err);
+    svm_pager_release_ownership(a.p);
+    warming = svm_pager_warm(b.p, hot, hlen);
+    g_test_message("warming %" G_GUINT64_FORMAT " pages", warming);
+    g_assert_cmpuint(warming, >, 0);
+    g_assert_cmpuint(warming, <=, BUDGET / PG);
+    /* one warm-up per pager */
+    g_assert_cmpuint(svm_pager_warm(b.p, hot, hlen), ==, 0);
+    /* a wrong length is refused */
+    g_assert_cmpuint(svm_pager_warm(b.p, hot, hlen - 1), ==, 0);
+
+    /* condition: the hot pages arrive with no fault taken */
+    deadline = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+    do {
+        svm_pager_get_stats(b.p, &st);
+        if (st.prefetch_issued >= warming * 9 / 10) {
+            break;
+        }
+        g_usleep(1000);
+    } while (g_get_monotonic_time() < deadline);
+    g_test_message("%" G_GUINT64_FORMAT " warm reads issued, %" G_GUINT64_FORMAT
+                   " resident", st.prefetch_issued, st.resident_pages);
+    g_assert_cmpuint(st.prefetch_issued, >=, warming * 9 / 10);
+    g_assert_cmpuint(st.faults_missing + st.faults_minor, ==, 0);
+    verify(b.ram.host, 1);
+
+    /* stopping a pager whose warm-up is still running ends it */
+    g_assert_nonnull(host_start(&c, &r, true, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(svm_pager_warm(c.p, hot, hlen), >, 0);
+    host_stop(&c);
+
+    host_stop(&a);
+    host_stop(&b);
+    rack_stop(&r);
+}
+
+/*
+ * With a memory server gone the final flush cannot succeed: it says which
+ * server, within the client's reconnect time rather than the 60 s it allows
+ * for the evictor (QEMU calls it with the guest stopped and the BQL held),
+ * and the source keeps its dirty pages.
+ */
+static void test_flush_all_server_down(void)
+{
+    Rack r;
+    Host a = { 0 };
+    g_autoptr(GError) err = NULL;
+    uint64_t dirty;
+
+    if (!source_start(&r, &a)) {
+        return;
+    }
+    write_gen(a.ram.host, 1);
+    dirty = svm_pager_dirty_bytes(a.p);
+    g_assert_cmpuint(dirty, >, 0);
+    /*
+     * Whether the pager noticed already (a write-back failed) or notices in
+     * the flush, the error names the server.  No guest access meanwhile:
+     * one that needs that server would block until it is back.
+     */
+    svm_test_server_kill(r.srv[1]);
+    g_assert_false(svm_pager_flush_all(a.p, &err));
+    g_assert_nonnull(err);
+    g_test_message("flush_all: %s", err->message);
+    g_assert_cmpint(err->code, ==, EHOSTUNREACH);
+    g_assert_nonnull(strstr(err->message, r.servers[1]));
+    g_assert_cmpuint(test_stats(a.p).servers_down, ==, 1);
+    /* nothing was dropped: the pages are still dirty and hold the data */
+    g_assert_cmpuint(svm_pager_dirty_bytes(a.p), >, 0);
+    host_stop(&a);
+    rack_stop(&r);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
+    /* a killed server makes the memory clients warn: expected, not fatal */
+    g_log_set_always_fatal(G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL);
     g_test_add_func("/migrate/there-and-back", test_there_and_back);
     g_test_add_func("/migrate/dest-dies-before-handover", test_dest_dies);
     g_test_add_func("/migrate/stale-source-fenced", test_stale_source_fenced);
     g_test_add_func("/migrate/stale-pager-flush-fenced", test_stale_pager_flush_fenced);
+    g_test_add_func("/migrate/warm-in-background", test_warm_in_background);
+    g_test_add_func("/migrate/flush-all-server-down", test_flush_all_server_down);
     return g_test_run();
 }

@@ -622,6 +622,68 @@ static void test_server_restart(void)
     rmdir(dir);
 }
 
+/*
+ * QEMU runs set-budget on a worker thread and stops the pager from its main
+ * thread: a budget cut that cannot finish (its server is gone, so dirty
+ * pages cannot be written back) must end with an error when the pager
+ * stops, and the stop must wait for it rather than free the pager under it.
+ */
+typedef struct CutArg {
+    SvmPager *p;
+    uint64_t budget;
+    bool ok;
+    GError *err;
+} CutArg;
+
+static void *budget_cut_thread(void *opaque)
+{
+    CutArg *a = opaque;
+
+    a->ok = svm_pager_set_budget(a->p, a->budget, &a->err);
+    return NULL;
+}
+
+static void test_stop_during_set_budget(void)
+{
+    Setup s;
+    CutArg cut;
+    pthread_t t;
+    uint64_t npages = 1024;
+    gint64 deadline;
+
+    if (!setup(&s, 1, npages * PG, npages * PG, false, NULL)) {
+        NEED_SERVER(NULL);
+    }
+    start(&s);
+    /* every page resident and dirty: a cut needs write-backs */
+    for (uint64_t pg = 0; pg < npages; pg++) {
+        ((uint64_t *)(s.ram.host + pg * PG))[0] = pattern(pg, 0, 0);
+    }
+    g_assert_cmpuint(test_stats(s.p).dirty_pages, >, 64);
+    svm_test_server_kill(s.srv[0]);
+
+    cut = (CutArg) { .p = s.p, .budget = 64 * PG };
+    pthread_create(&t, NULL, budget_cut_thread, &cut);
+    /* condition: the new budget is in force, so the call is waiting */
+    deadline = g_get_monotonic_time() + 20 * G_USEC_PER_SEC;
+    while (test_stats(s.p).budget != cut.budget &&
+           g_get_monotonic_time() < deadline) {
+        g_usleep(1000);
+    }
+    g_assert_cmpuint(test_stats(s.p).budget, ==, cut.budget);
+    g_assert_cmpuint(test_stats(s.p).resident_pages, >, 64);
+
+    svm_pager_stop(s.p);
+    s.p = NULL;
+    pthread_join(t, NULL);
+    g_assert_false(cut.ok);
+    g_assert_nonnull(cut.err);
+    g_test_message("cut during stop: %s", cut.err->message);
+    g_assert_cmpint(cut.err->code, ==, ESHUTDOWN);
+    g_clear_error(&cut.err);
+    teardown(&s);
+}
+
 static void test_connect_errors(void)
 {
     Setup s;
@@ -668,5 +730,7 @@ int main(int argc, char **argv)
     g_test_add_func("/pager/remote/write-stream", test_write_stream);
     g_test_add_func("/pager/remote/server-restart", test_server_restart);
     g_test_add_func("/pager/remote/connect-errors", test_connect_errors);
+    g_test_add_func("/pager/remote/stop-during-set-budget",
+                    test_stop_during_set_budget);
     return g_test_run();
 }

@@ -85,7 +85,9 @@ typedef struct SvmPagerStats {
 SvmPager *svm_pager_start(const SvmPagerConfig *cfg, GError **errp);
 
 /* Stop serving, unregister and drop the connections.  Guest RAM contents
- * that were only remote are no longer reachable afterwards. */
+ * that were only remote are no longer reachable afterwards.  Calls still
+ * running on other threads (set_budget, flush) fail with ESHUTDOWN and are
+ * waited for; none may start once stop has been called. */
 void svm_pager_stop(SvmPager *p);
 
 /* Change the resident budget live; evicts down to a lower budget before returning. */
@@ -161,8 +163,11 @@ bool svm_pager_take_ownership(SvmPager *p, uint64_t min_epoch, GError **errp);
 void svm_pager_release_ownership(SvmPager *p);
 
 /*
- * Fetch (asynchronously, within the budget) the pages set in bits, e.g.
- * the source's resident set.  Returns the number of pages queued.
+ * Fetch the pages set in bits (e.g. the source's resident set) in the
+ * background, within the free budget, a few reads at a time so demand
+ * faults go first; returns at once with how many pages it will try to
+ * fetch (0: nothing to do, or a warm-up already runs).  svm_pager_stop()
+ * ends it.
  */
 uint64_t svm_pager_warm(SvmPager *p, const uint8_t *bits, size_t len);
 
