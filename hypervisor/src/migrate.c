@@ -392,6 +392,7 @@ bool svm_pager_take_ownership(SvmPager *p, uint64_t min_epoch, GError **errp)
     if (!attach_new_epoch(p, min_epoch, true, errp)) {
         return false;
     }
+    atomic_store(&p->fenced, false);
     svm_pager_log(p, "took ownership with epoch %" PRIu64, (uint64_t)p->epoch);
     return true;
 }

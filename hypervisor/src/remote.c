@@ -24,7 +24,12 @@ void svm_server_report(SvmServer *s, bool up, const char *reason)
     SvmPager *p = s->pager;
 
     pthread_mutex_lock(&p->event_lock);
-    if (atomic_load(&s->down) == !up) {
+    /*
+     * A fenced pager's reads may still succeed; that must not resume a
+     * guest whose writes are refused (it would pause again at the next
+     * write-back, and flap).
+     */
+    if (atomic_load(&s->down) == !up || (up && atomic_load(&p->fenced))) {
         pthread_mutex_unlock(&p->event_lock);
         return;
     }

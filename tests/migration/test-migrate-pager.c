@@ -371,6 +371,8 @@ static void test_stale_pager_flush_fenced(void)
     g_assert_nonnull(err2);
     g_test_message("stale flush: %s", err2->message);
     g_assert_cmpint(err2->code, ==, ESTALE);
+    /* reported like a lost server (QEMU keeps the guest paused), and it stays so */
+    g_assert_cmpuint(test_stats(a.p).servers_down, >=, 1);
     g_assert_cmpuint(*(uint64_t *)b.ram.host, ==, pattern(1, 0));
     host_stop(&a);
     host_stop(&b);
