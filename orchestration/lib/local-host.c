@@ -204,20 +204,12 @@ static bool write_config(const SvmRackHost *h, GError **errp)
 static bool setup_netns(const SvmRackHost *h, const char *ns, const char *veth,
                         GError **errp)
 {
-    g_autofree char *peer = g_strdup_printf("%sn", veth);
     g_autofree char *inner = g_strdup_printf("%s%s", h->address, strchr(h->veth, '/'));
     g_autofree char *gw = veth_root_address(h);
 
     /* The default route through the root namespace reaches the memory
      * servers' namespaces and other hosts (forwarding on our veth only). */
-    return SVM_RUN(errp, "ip", "netns", "add", ns) &&
-           SVM_RUN(errp, "ip", "link", "add", veth, "type", "veth", "peer", "name", peer,
-                   "netns", ns) &&
-           SVM_RUN(errp, "ip", "addr", "add", h->veth, "dev", veth) &&
-           SVM_RUN(errp, "ip", "link", "set", veth, "up") &&
-           SVM_RUN(errp, "ip", "-n", ns, "addr", "add", inner, "dev", peer) &&
-           SVM_RUN(errp, "ip", "-n", ns, "link", "set", peer, "up") &&
-           SVM_RUN(errp, "ip", "-n", ns, "link", "set", "lo", "up") &&
+    return svm_veth_netns_add(ns, veth, h->veth, inner, errp) &&
            SVM_RUN(errp, "ip", "-n", ns, "route", "add", "default", "via", gw) &&
            svm_link_forwarding(veth, errp);
 }
@@ -462,23 +454,8 @@ bool svm_local_host_down(SvmRackState *st, const char *name, GError **errp)
     if (ns && svm_netns_exists(ns) && !kill_netns_pids(ns, errp)) {
         return false;
     }
-    g_autoptr(GError) err = NULL;
-    if (veth && svm_link_exists(veth) && !SVM_RUN(&err, "ip", "link", "delete", veth) &&
-        svm_link_exists(veth)) {
-        g_propagate_error(errp, g_steal_pointer(&err));
+    if (!svm_veth_netns_delete(ns, veth, errp)) {
         return false;
-    }
-    if (ns && svm_netns_exists(ns) && !SVM_RUN(errp, "ip", "netns", "delete", ns)) {
-        return false;
-    }
-    for (gint64 end = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
-         veth && svm_link_exists(veth);) {
-        if (g_get_monotonic_time() > end) {
-            g_set_error(errp, SVM_ORCH_ERROR, 0, "interface %s is still there 5 s after "
-                        "its deletion", veth);
-            return false;
-        }
-        g_usleep(20000);
     }
     /* Only ever a dir this rack made for the host (its name says so). */
     if (dir && g_str_has_suffix(dir, suffix) &&

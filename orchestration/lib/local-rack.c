@@ -280,28 +280,8 @@ bool svm_local_server_down(SvmRackState *st, const char *name, GError **errp)
                     "memory server %s (pid %d) does not exit", name, pid);
         return false;
     }
-    /*
-     * Deleting our end removes the pair at once; the kernel tears down a
-     * deleted namespace's interfaces later, which would leave our end
-     * around for a moment and make a quick `rack up` collide with it.
-     */
-    g_autoptr(GError) err = NULL;
-    if (veth && svm_link_exists(veth) && !SVM_RUN(&err, "ip", "link", "delete", veth) &&
-        svm_link_exists(veth)) {
-        g_propagate_error(errp, g_steal_pointer(&err));
+    if (!svm_veth_netns_delete(ns, veth, errp)) {
         return false;
-    }
-    if (ns && svm_netns_exists(ns) && !SVM_RUN(errp, "ip", "netns", "delete", ns)) {
-        return false;
-    }
-    for (gint64 end = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
-         veth && svm_link_exists(veth);) {
-        if (g_get_monotonic_time() > end) {
-            g_set_error(errp, SVM_ORCH_ERROR, 0, "interface %s is still there 5 s after "
-                        "its deletion", veth);
-            return false;
-        }
-        g_usleep(20000);
     }
     g_key_file_remove_group(st->kf, group, NULL);
     return true;
@@ -345,20 +325,54 @@ char *svm_log_tail(const char *path)
 static bool setup_netns(const SvmRackServer *s, const char *ns, const char *veth,
                         GError **errp)
 {
-    g_autofree char *peer = g_strdup_printf("%sn", veth);
     g_autofree char *host = NULL;
-    const char *prefix = strchr(s->veth, '/');
 
     svm_parse_host_port(server_address(s), &host, NULL);
-    g_autofree char *inner = g_strdup_printf("%s%s", host, prefix);
+    g_autofree char *inner = g_strdup_printf("%s%s", host, strchr(s->veth, '/'));
+    return svm_veth_netns_add(ns, veth, s->veth, inner, errp);
+}
+
+bool svm_veth_netns_add(const char *ns, const char *veth, const char *root_cidr,
+                        const char *inner_cidr, GError **errp)
+{
+    g_autofree char *peer = g_strdup_printf("%sn", veth);
+
     return SVM_RUN(errp, "ip", "netns", "add", ns) &&
            SVM_RUN(errp, "ip", "link", "add", veth, "type", "veth", "peer", "name", peer,
-               "netns", ns) &&
-           SVM_RUN(errp, "ip", "addr", "add", s->veth, "dev", veth) &&
+                   "netns", ns) &&
+           SVM_RUN(errp, "ip", "addr", "add", root_cidr, "dev", veth) &&
            SVM_RUN(errp, "ip", "link", "set", veth, "up") &&
-           SVM_RUN(errp, "ip", "-n", ns, "addr", "add", inner, "dev", peer) &&
+           SVM_RUN(errp, "ip", "-n", ns, "addr", "add", inner_cidr, "dev", peer) &&
            SVM_RUN(errp, "ip", "-n", ns, "link", "set", peer, "up") &&
            SVM_RUN(errp, "ip", "-n", ns, "link", "set", "lo", "up");
+}
+
+bool svm_veth_netns_delete(const char *ns, const char *veth, GError **errp)
+{
+    /*
+     * Deleting our end removes the pair at once; the kernel tears down a
+     * deleted namespace's interfaces later, which would leave our end
+     * around for a moment and make a quick `rack up` collide with it.
+     */
+    g_autoptr(GError) err = NULL;
+    if (veth && svm_link_exists(veth) && !SVM_RUN(&err, "ip", "link", "delete", veth) &&
+        svm_link_exists(veth)) {
+        g_propagate_error(errp, g_steal_pointer(&err));
+        return false;
+    }
+    if (ns && svm_netns_exists(ns) && !SVM_RUN(errp, "ip", "netns", "delete", ns)) {
+        return false;
+    }
+    for (gint64 end = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+         veth && svm_link_exists(veth);) {
+        if (g_get_monotonic_time() > end) {
+            g_set_error(errp, SVM_ORCH_ERROR, 0, "interface %s is still there 5 s after "
+                        "its deletion", veth);
+            return false;
+        }
+        g_usleep(20000);    /* the kernel gives no event to wait for here */
+    }
+    return true;
 }
 
 bool svm_link_forwarding(const char *dev, GError **errp)

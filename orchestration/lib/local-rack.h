@@ -79,6 +79,14 @@ bool svm_netns_exists(const char *ns);
 bool svm_link_exists(const char *dev);
 /* The last lines of a log file, for error messages. */
 char *svm_log_tail(const char *path);
+/*
+ * Namespace NS joined to the root namespace by a veth pair: our end VETH
+ * gets ROOT_CIDR, its peer (VETH + "n", inside NS) INNER_CIDR; lo is up.
+ */
+bool svm_veth_netns_add(const char *ns, const char *veth, const char *root_cidr,
+                        const char *inner_cidr, GError **errp);
+/* Deletes the pair and the namespace (either may be NULL or gone already). */
+bool svm_veth_netns_delete(const char *ns, const char *veth, GError **errp);
 /* Sets net.ipv4.conf.DEV.forwarding (only the interfaces the rack made). */
 bool svm_link_forwarding(const char *dev, GError **errp);
 
