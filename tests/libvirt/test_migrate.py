@@ -13,19 +13,18 @@ memverify never fails, the guest never reboots and its uptime continues.
 `splitvm destroy` then leaves no page on the servers and `splitvm rack
 down` no namespace, libvirtd or host dir.  Everything is removed on the
 way out, also on failure."""
-import json
 import os
 import re
 import shutil
 import subprocess
 
 import svmtest
-from splitvm_env import splitvm, write, tempdir, guest_files
+from splitvm_env import (splitvm, write, tempdir, vm_spec, console, stats, server_pages,
+                         MEMSERVER)
 
 MIB = 1 << 20
 VM = "svmtest-mig-vm"
 RACK = "svmtest-mig"
-MEMSERVER = svmtest.build_path("memserver", "splitvm-memserver")
 SERVERS = (("ms0", "10.213.201.2:7100"), ("ms1", "10.213.201.6:7100"))
 H1_ADDRESS, H1_VETH_ROOT = "10.213.201.10", "10.213.201.9"
 # memverify runs this long: through boot, both migrations and some loops.
@@ -68,26 +67,6 @@ capacity = 1G
 """)
 
 
-def vm_spec(tmp):
-    kernel, initrd = guest_files()
-    return write(os.path.join(tmp, "vm.conf"), f"""\
-[vm]
-name = {VM}
-vcpus = 1
-memory = 512M
-local-budget = 25%
-type = qemu
-
-[boot]
-kernel = {kernel}
-initrd = {initrd}
-cmdline = console=ttyS0 panic=-1 splitvm.run="memverify --mib 192 --seconds {SECONDS}"
-
-[devices]
-console-log = {tmp}/{VM}.console
-""")
-
-
 def h1_uri(tmp):
     return f"qemu+unix:///system?socket={tmp}/state/host-h1/run/libvirt-sock"
 
@@ -105,17 +84,9 @@ def state_on(uri, name):
     return r.stdout.strip() if r.returncode == 0 else None
 
 
-def console(tmp):
-    try:
-        with open(os.path.join(tmp, f"{VM}.console"), errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
-
-
-def check_console(tmp):
+def check_console(tmp, VM):
     """Fails on any sign of a failed verification or a reboot."""
-    text = console(tmp)
+    text = console(tmp, VM)
     for bad in ("MISMATCH", "ok=0", "Kernel panic", "SPLITVM-GUEST-ERROR"):
         if bad in text:
             svmtest.fail(f"guest console shows '{bad}':\n{text[-3000:]}")
@@ -125,7 +96,7 @@ def check_console(tmp):
 
 
 def loops_ok(tmp):
-    found = re.findall(r"memverify: loop (\d+): ok", check_console(tmp))
+    found = re.findall(r"memverify: loop (\d+): ok", check_console(tmp, VM))
     return int(found[-1]) if found else 0
 
 
@@ -133,9 +104,9 @@ def wait_loops(tmp, n, timeout, what):
     try:
         svmtest.wait_for(lambda: loops_ok(tmp) >= n, timeout, what)
     except svmtest.TestFailure:
-        svmtest.log(f"console:\n{console(tmp)[-3000:]}")
+        svmtest.log(f"console:\n{console(tmp, VM)[-3000:]}")
         raise
-    if "SPLITVM-RESULT" in console(tmp):
+    if "SPLITVM-RESULT" in console(tmp, VM):
         svmtest.fail(f"memverify already finished ({SECONDS} s) before {what}: "
                      "this machine is too slow for the test, raise SECONDS")
 
@@ -145,23 +116,6 @@ def uptime(text, marker):
     if not m:
         svmtest.fail(f"no {marker} line on the console")
     return float(m.group(1))
-
-
-def server_pages(tmp):
-    out = {}
-    for server, addr in SERVERS:
-        r = subprocess.run([MEMSERVER, "--stats", addr, "--secrets",
-                            os.path.join(tmp, "secrets", f"memserver-{server}.secrets")],
-                           capture_output=True, text=True, timeout=30)
-        if r.returncode != 0:
-            svmtest.fail(f"memserver --stats {addr}: {r.stderr.strip()}")
-        out[server] = sum(int(line.split()[1]) for line in r.stdout.splitlines()
-                          if line.startswith(f"vm.{VM}.pages_stored "))
-    return out
-
-
-def stats(rack):
-    return json.loads(splitvm("stats", "--json", VM, rack=rack).stdout)
 
 
 def bad_inputs(rack):
@@ -199,7 +153,7 @@ def migrate_there_and_back(tmp, rack):
         svmtest.fail(f"`splitvm ls` does not show {VM} running after the migration:\n{ls}")
     splitvm("set-budget", VM, "96M", rack=rack)
     s = svmtest.wait_for(lambda: (lambda x: x if x["resident"] <= 96 * MIB else None)(
-        stats(rack)), 60, "resident size on h1 to drop to the new budget of 96 MiB")
+        stats(rack, VM)), 60, "resident size on h1 to drop to the new budget of 96 MiB")
     if s["budget"] != 96 * MIB or s["pager"].get("fills-remote", 0) == 0:
         svmtest.fail(f"stats on h1 after set-budget 96M: {s}")
     svmtest.log(f"on h1: budget {s['budget'] // MIB} MiB, resident "
@@ -216,9 +170,9 @@ def migrate_there_and_back(tmp, rack):
     svmtest.log("virsh migrate --live h1 -> local done")
     wait_loops(tmp, before + 1, 300, "memverify to pass another loop back on local")
 
-    svmtest.wait_for(lambda: "SPLITVM-GUEST-DONE" in check_console(tmp), SECONDS + 300,
+    svmtest.wait_for(lambda: "SPLITVM-GUEST-DONE" in check_console(tmp, VM), SECONDS + 300,
                      "memverify to finish")
-    text = check_console(tmp)
+    text = check_console(tmp, VM)
     if "SPLITVM-CMD-EXIT rc=0 cmd=memverify" not in text:
         svmtest.fail(f"memverify failed:\n{text[-3000:]}")
     m = re.search(r"SPLITVM-RESULT memverify ok=1 .*loops=(\d+) seconds=([0-9.]+)", text)
@@ -266,14 +220,14 @@ def test():
             svmtest.fail(f"a second rack up did not find h1 running:\n{r.stdout}")
         splitvm("rack", "status", rack=rack)
 
-        r = splitvm("launch", vm_spec(tmp), rack=rack, timeout=120)
+        r = splitvm("launch", vm_spec(tmp, VM, f"memverify --mib 192 --seconds {SECONDS}", vcpus=1), rack=rack, timeout=120)
         svmtest.log(r.stdout.strip())
         migrate_there_and_back(tmp, rack)
 
         splitvm("destroy", VM, rack=rack)
         if state_on("qemu:///system", VM) or state_on(h1_uri(tmp), VM):
             svmtest.fail(f"{VM} is still defined after splitvm destroy")
-        left = server_pages(tmp)
+        left = server_pages(tmp, VM, SERVERS)
         if any(left.values()):
             svmtest.fail(f"pages of {VM} remain on the memory servers: {left}")
         svmtest.log("destroy: no pages left on the servers")

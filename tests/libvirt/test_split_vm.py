@@ -12,19 +12,18 @@
      the end and the VM is shut off as any VM would be.
 Everything (domains, namespaces, processes, secrets) is removed on the way
 out, also on failure."""
-import json
 import os
 import shutil
 import subprocess
 
 import svmtest
 from splitvm_env import (splitvm, virsh, domain_exists, domain_state, write, tempdir,
-                         guest_files)
+                         vm_spec, console, stats, server_pages, MEMSERVER)
 
 MIB = 1 << 20
 VM_A = "svmtest-split-a"
 VM_B = "svmtest-split-b"
-MEMSERVER = svmtest.build_path("memserver", "splitvm-memserver")
+SERVERS = (("ms0", "10.213.200.2:7100"), ("ms1", "10.213.200.6:7100"))
 
 
 def rack_file(tmp):
@@ -55,37 +54,6 @@ capacity = 1G
 """)
 
 
-def vm_spec(tmp, name, run):
-    kernel, initrd = guest_files()
-    return write(os.path.join(tmp, f"{name}.conf"), f"""\
-[vm]
-name = {name}
-vcpus = 2
-memory = 512M
-local-budget = 25%
-type = qemu
-
-[boot]
-kernel = {kernel}
-initrd = {initrd}
-cmdline = console=ttyS0 panic=-1 splitvm.run="{run}"
-
-[memory]
-servers = any
-
-[devices]
-console-log = {tmp}/{name}.console
-""")
-
-
-def console(tmp, name):
-    try:
-        with open(os.path.join(tmp, f"{name}.console"), errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
-
-
 def wait_console(tmp, name, marker, timeout):
     def seen():
         text = console(tmp, name)
@@ -97,27 +65,6 @@ def wait_console(tmp, name, marker, timeout):
     except svmtest.TestFailure:
         svmtest.log(f"console of {name}:\n{console(tmp, name)[-3000:]}")
         raise
-
-
-def stats(rack, name):
-    return json.loads(splitvm("stats", "--json", name, rack=rack).stdout)
-
-
-def server_pages(tmp, vm):
-    """{server: pages of vm stored}, asked as admin with the servers' own client."""
-    out = {}
-    for server, addr in (("ms0", "10.213.200.2:7100"), ("ms1", "10.213.200.6:7100")):
-        r = subprocess.run([MEMSERVER, "--stats", addr, "--secrets",
-                            os.path.join(tmp, "secrets", f"memserver-{server}.secrets")],
-                           capture_output=True, text=True, timeout=30)
-        if r.returncode != 0:
-            svmtest.fail(f"memserver --stats {addr}: {r.stderr.strip()}")
-        out[server] = 0
-        for line in r.stdout.splitlines():
-            key, _, value = line.partition(" ")
-            if key == f"vm.{vm}.pages_stored":
-                out[server] = int(value)
-    return out
 
 
 def failed_start_leaves_nothing(tmp, rack):
@@ -155,7 +102,7 @@ def part_a(tmp, rack):
     budget = 128 * MIB
     if s["budget"] != budget or s["resident"] > budget:
         svmtest.fail(f"budget/resident wrong after memverify: {s}")
-    remote = sum(server_pages(tmp, VM_A).values())
+    remote = sum(server_pages(tmp, VM_A, SERVERS).values())
     if remote * 4096 < 200 * MIB or s["remote"] < 200 * MIB:
         svmtest.fail(f"384 MiB written with 128 MiB local, but only {remote} pages on the "
                      f"servers (pager says {s['remote']} bytes remote)")
@@ -188,7 +135,7 @@ def part_a(tmp, rack):
     splitvm("destroy", VM_A, rack=rack)
     if domain_exists(VM_A):
         svmtest.fail(f"{VM_A} still defined after splitvm destroy")
-    left = server_pages(tmp, VM_A)
+    left = server_pages(tmp, VM_A, SERVERS)
     if any(left.values()):
         svmtest.fail(f"pages of {VM_A} remain on the memory servers: {left}")
     if os.path.exists(os.path.join(tmp, "secrets", f"vm-{VM_A}.key")):
@@ -219,7 +166,7 @@ def part_b(tmp, rack):
                      f"{VM_B} to be shut off after the guest powered off")
     svmtest.log("plain virsh define + start of the --dry-run XML: memverify passed")
     splitvm("destroy", VM_B, rack=rack)
-    left = server_pages(tmp, VM_B)
+    left = server_pages(tmp, VM_B, SERVERS)
     if any(left.values()) or domain_exists(VM_B):
         svmtest.fail(f"{VM_B} left behind: domain={domain_exists(VM_B)} pages={left}")
 
