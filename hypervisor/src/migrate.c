@@ -420,44 +420,49 @@ bool svm_migrate_claim(SvmPager *p, const SvmPagerConfig *cfg, GError **errp)
  * never queues behind more than that; they only use free budget and stop
  * when it is full (the rest of the hot set comes on demand).
  */
+/*
+ * Queue one batch of hot pages once few enough warm reads are on the wire.
+ * False: stop warming (stopping, or the budget's free room is used up).
+ */
+static bool warm_batch(SvmPager *p, const uint64_t *pages, unsigned n,
+                       uint64_t *queued, bool *full)
+{
+    uint64_t room;
+
+    pthread_mutex_lock(&p->room_lock);
+    while (atomic_load(&p->pf_inflight) >= SVM_WARM_INFLIGHT &&
+           !atomic_load(&p->stopping)) {
+        pthread_cond_wait(&p->warm_cond, &p->room_lock);
+    }
+    pthread_mutex_unlock(&p->room_lock);
+    if (atomic_load(&p->stopping)) {
+        return false;
+    }
+    /* only into room the evictor leaves alone: warm pages must not evict warm pages */
+    room = svm_budget_room(p);
+    *full = n > room;
+    *queued += svm_prefetch_pages(p, pages, MIN(n, room));
+    return !*full;
+}
+
 static void *warm_thread(void *opaque)
 {
     SvmPager *p = opaque;
     uint64_t pages[SVM_PREFETCH_BATCH], queued = 0, t0 = svm_now_ns();
     unsigned n = 0;
-    bool full = false;
+    bool full = false, go = true;
 
-    for (uint64_t i = 0; i <= p->npages && !full; i++) {
-        uint64_t room;
-
-        if (i < p->npages) {
-            if (!(p->warm_bits[i / 8] & (1u << (i % 8)))) {
-                continue;
-            }
+    for (uint64_t i = 0; i < p->npages && go; i++) {
+        if (p->warm_bits[i / 8] & (1u << (i % 8))) {
             pages[n++] = i;
-            if (n < SVM_PREFETCH_BATCH) {
-                continue;
-            }
         }
-        pthread_mutex_lock(&p->room_lock);
-        while (atomic_load(&p->pf_inflight) >= SVM_WARM_INFLIGHT &&
-               !atomic_load(&p->stopping)) {
-            pthread_cond_wait(&p->warm_cond, &p->room_lock);
-        }
-        pthread_mutex_unlock(&p->room_lock);
-        if (atomic_load(&p->stopping)) {
-            break;
-        }
-        /* only into room the evictor leaves alone: warm pages must not evict warm pages */
-        room = svm_budget_room(p);
-        if (n > room) {
-            n = room;
-            full = true;
-        }
-        if (n) {
-            queued += svm_prefetch_pages(p, pages, n);
+        if (n == SVM_PREFETCH_BATCH) {
+            go = warm_batch(p, pages, n, &queued, &full);
             n = 0;
         }
+    }
+    if (go && n) {
+        warm_batch(p, pages, n, &queued, &full);
     }
     svm_pager_log(p, "warm-up: %" PRIu64 " hot pages requested in %" PRIu64
                   " ms%s", queued, (svm_now_ns() - t0) / 1000000,

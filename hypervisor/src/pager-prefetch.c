@@ -263,12 +263,27 @@ void svm_prefetch_after_fault(SvmPager *p, uint64_t page, bool write)
     if (n > 1) {
         how.marker = pages[n / 2];
     }
+    /*
+     * Claim the window before issuing it, and issue it without pf_lock:
+     * other fault threads only wait for the bookkeeping, not for the
+     * reads, zero fills and sends of up to SVM_PREFETCH_MAX pages.
+     */
+    p->pf_stride = n ? stride : 0;
+    p->pf_next = first + stride * (int64_t)n;
+    p->pf_depth = n ? n : SVM_PREFETCH_MIN;
+    pthread_mutex_unlock(&p->pf_lock);
+
     queued = prefetch_list(p, pages, n, &how, &used);
-    /* the stream goes on after the last page looked at (budget permitting) */
-    p->pf_stride = used ? stride : 0;
-    p->pf_next = first + stride * (int64_t)used;
-    p->pf_depth = used ? used : SVM_PREFETCH_MIN;
+
+    pthread_mutex_lock(&p->pf_lock);
     p->pf_pending += queued;
+    if (used < n && p->pf_stride == stride &&
+        p->pf_next == (uint64_t)(first + stride * (int64_t)n)) {
+        /* the budget ran out: the stream goes on after the last page looked at */
+        p->pf_stride = used ? stride : 0;
+        p->pf_next = first + stride * (int64_t)used;
+        p->pf_depth = used ? used : SVM_PREFETCH_MIN;
+    }
     pthread_mutex_unlock(&p->pf_lock);
 }
 
