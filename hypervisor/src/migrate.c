@@ -20,7 +20,8 @@
 #include "pager-internal.h"
 #include "uffd.h"
 
-#define FLUSH_BATCH SVM_WRITEBACK_MAX
+/* batches on the wire at once: the servers and this thread overlap */
+#define FLUSH_DEPTH 16
 #define FLUSH_ALL_TIMEOUT_NS (60ull * 1000000000ull)
 
 void svm_migrate_init_incoming(SvmPager *p)
@@ -55,43 +56,22 @@ void svm_pager_release_ownership(SvmPager *p)
     }
 }
 
-/* Owned, dirty, resident pages -> their servers; released clean on success. */
-static int flush_batch(SvmPager *p, const uint64_t *pages, const uint8_t *states,
-                       unsigned n, uint8_t *buf, GError **errp)
+static void flush_error(int err, GError **errp)
 {
-    bool wp[FLUSH_BATCH], written[FLUSH_BATCH];
-    int err = svm_writeback(p, pages, states, n, buf, wp, written);
-
-    for (unsigned i = 0; i < n; i++) {
-        if (!written[i]) {
-            if (wp[i]) {
-                svm_uffd_writeprotect(p->uffd, svm_page_addr(p, pages[i]),
-                                      SVM_PAGE, false, false);
-            }
-            svm_pager_release(p, pages[i], states[i]);
-            continue;
-        }
-        svm_stat_sub(&p->dirty, 1);
-        svm_pager_release(p, pages[i], (states[i] & ~PT_DIRTY) | PT_ONSERVER);
-    }
-    if (err < 0) {
-        g_set_error(errp, SVM_PAGER_ERROR, -err,
-                    "flushing dirty pages to the memory servers: %s%s",
-                    g_strerror(-err), err == -ESTALE ?
-                    " (this pager was fenced: another one owns the VM now)" : "");
-    }
-    return err;
+    g_set_error(errp, SVM_PAGER_ERROR, -err,
+                "flushing dirty pages to the memory servers: %s%s",
+                g_strerror(-err), err == -ESTALE ?
+                " (this pager was fenced: another one owns the VM now)" : "");
 }
 
+/* flush_lock held */
 static bool flush(SvmPager *p, uint64_t max_bytes, uint64_t *remaining,
                   GError **errp)
 {
     uint64_t budget = max_bytes ? (max_bytes + SVM_PAGE - 1) / SVM_PAGE : UINT64_MAX;
-    uint64_t pages[FLUSH_BATCH], done = 0;
-    uint8_t states[FLUSH_BATCH];
-    g_autofree uint8_t *buf = NULL;
-    unsigned n = 0;
-    bool ok = true;
+    uint64_t done = 0, last = p->flush_cursor;
+    SvmWbPipe *w;
+    int err = 0;
 
     if (!atomic_load(&p->owner)) {
         g_set_error(errp, SVM_PAGER_ERROR, EPERM,
@@ -108,13 +88,16 @@ static bool flush(SvmPager *p, uint64_t max_bytes, uint64_t *remaining,
                     "another one owns the VM's pages now");
         return false;
     }
-    buf = aligned_alloc(SVM_PAGE, (size_t)FLUSH_BATCH * SVM_PAGE);
-    if (!buf) {
-        g_set_error(errp, SVM_PAGER_ERROR, ENOMEM, "out of memory");
-        return false;
+    if (!p->flush_pipe) {
+        p->flush_pipe = svm_wbpipe_new(p, FLUSH_DEPTH);
+        if (!p->flush_pipe) {
+            g_set_error(errp, SVM_PAGER_ERROR, ENOMEM, "out of memory");
+            return false;
+        }
     }
+    w = p->flush_pipe;
     /* one pass over all pages from where the last call stopped */
-    for (uint64_t k = 0; k < p->npages && done < budget && ok; k++) {
+    for (uint64_t k = 0; k < p->npages && done < budget && !err; k++) {
         uint64_t i = (p->flush_cursor + k) % p->npages;
         uint8_t s = svm_pt_get(&p->pt, i);
 
@@ -128,23 +111,21 @@ static bool flush(SvmPager *p, uint64_t max_bytes, uint64_t *remaining,
             svm_pager_release(p, i, s);
             continue;
         }
-        pages[n] = i;
-        states[n++] = s;
+        err = svm_wbpipe_add(w, i, s);
+        last = i;
         done++;
-        if (n == FLUSH_BATCH) {
-            ok = flush_batch(p, pages, states, n, buf, errp) == 0;
-            n = 0;
-            p->flush_cursor = (i + 1) % p->npages;
-        }
     }
-    if (n) {
-        ok = flush_batch(p, pages, states, n, buf, ok ? errp : NULL) == 0 && ok;
-        p->flush_cursor = (pages[n - 1] + 1) % p->npages;
+    err = svm_wbpipe_finish(w, NULL);
+    if (done) {
+        p->flush_cursor = (last + 1) % p->npages;
+    }
+    if (err < 0) {
+        flush_error(err, errp);
     }
     if (remaining) {
         *remaining = svm_pager_dirty_bytes(p);
     }
-    return ok;
+    return err == 0;
 }
 
 bool svm_pager_flush(SvmPager *p, uint64_t max_bytes, uint64_t *remaining,
@@ -155,7 +136,9 @@ bool svm_pager_flush(SvmPager *p, uint64_t max_bytes, uint64_t *remaining,
     if (!svm_api_enter(p, errp)) {
         return false;
     }
+    pthread_mutex_lock(&p->flush_lock);
     ok = flush(p, max_bytes, remaining, errp);
+    pthread_mutex_unlock(&p->flush_lock);
     svm_api_exit(p);
     return ok;
 }
@@ -212,7 +195,9 @@ bool svm_pager_flush_all(SvmPager *p, GError **errp)
     if (!svm_api_enter(p, errp)) {
         return false;
     }
+    pthread_mutex_lock(&p->flush_lock);
     ok = flush_all(p, errp);
+    pthread_mutex_unlock(&p->flush_lock);
     svm_api_exit(p);
     return ok;
 }

@@ -75,7 +75,9 @@ struct SvmPager {
     atomic_bool owner;          /* false: never write to the servers */
     atomic_bool fenced;         /* a server refused a write: not the owner now */
     _Atomic uint64_t epoch;     /* epoch the current clients attached with */
-    uint64_t flush_cursor;      /* next page svm_pager_flush() looks at */
+    pthread_mutex_t flush_lock;     /* one flush at a time: */
+    uint64_t flush_cursor;          /* next page a flush looks at */
+    struct SvmWbPipe *flush_pipe;   /* its write-backs, made on first use */
     char *vm_id;                /* for new connections (take_ownership) */
     void *secret;
     size_t secret_len;
@@ -186,6 +188,7 @@ SVM_LOCAL void svm_evict_stop(SvmPager *p);
 SVM_LOCAL void svm_evict_kick(SvmPager *p);
 SVM_LOCAL bool svm_evict_wait_below(SvmPager *p, uint64_t pages,
                                     unsigned timeout_ms);
+/* writeback.c */
 /*
  * Write n (<= SVM_WRITEBACK_MAX) owned, dirty, resident pages to their
  * servers and wait for the acks: write-protect the mapped ones (a racing
@@ -197,6 +200,19 @@ SVM_LOCAL bool svm_evict_wait_below(SvmPager *p, uint64_t pages,
 SVM_LOCAL int svm_writeback(SvmPager *p, const uint64_t *pages,
                             const uint8_t *states, unsigned n, uint8_t *buf,
                             bool *wp, bool *written);
+/*
+ * Cleaning pages that stay resident, `depth` batches on the wire at once.
+ * add() takes an owned, dirty, resident page (it may send a batch, or wait
+ * for a free one); the pipe releases it: clean once its server acknowledged
+ * it, else unchanged.  finish() sends the rest and waits for every ack.
+ * Both return 0 or the first error so far (-ESTALE wins).  One thread.
+ */
+typedef struct SvmWbPipe SvmWbPipe;
+SVM_LOCAL SvmWbPipe *svm_wbpipe_new(SvmPager *p, unsigned depth);
+SVM_LOCAL int svm_wbpipe_add(SvmWbPipe *w, uint64_t page, uint8_t state);
+SVM_LOCAL int svm_wbpipe_finish(SvmWbPipe *w, uint64_t *written);
+SVM_LOCAL void svm_wbpipe_free(SvmWbPipe *w);
+
 /* Drop pages first..first+n-1 from the memfd. */
 SVM_LOCAL void svm_punch(SvmPager *p, uint64_t first, uint64_t n);
 
@@ -225,6 +241,13 @@ SVM_LOCAL int svm_remote_read(SvmPager *p, uint64_t page, void *buf);
 /* pages all on server s */
 SVM_LOCAL int svm_remote_write(SvmPager *p, SvmServer *s, const uint64_t *pages,
                                unsigned n, const void *const *bufs);
+SVM_LOCAL int svm_remote_write_async(SvmPager *p, SvmServer *s,
+                                     const uint64_t *pages, unsigned n,
+                                     const void *const *bufs,
+                                     SvmMemClientDone done, void *opaque);
+/* A write-back's outcome: reports the server lost (or fenced) / back. */
+SVM_LOCAL void svm_remote_write_failed(SvmServer *s, int ret);
+SVM_LOCAL void svm_remote_write_succeeded(SvmServer *s);
 SVM_LOCAL int svm_remote_read_async(SvmPager *p, SvmServer *s,
                                     const uint64_t *pages, unsigned n,
                                     void *const *bufs, SvmMemClientDone done,

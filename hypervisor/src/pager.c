@@ -286,6 +286,7 @@ SvmPager *svm_pager_start(const SvmPagerConfig *cfg, GError **errp)
     pthread_cond_init(&p->evict_cond, NULL);
     pthread_cond_init(&p->warm_cond, NULL);
     pthread_mutex_init(&p->pf_lock, NULL);
+    pthread_mutex_init(&p->flush_lock, NULL);
     svm_prefetch_init(&p->pf_det, SVM_PREFETCH_MIN, SVM_PREFETCH_MAX);
     svm_stripe_init(&p->stripe, p->npages, cfg->nservers, SVM_STRIPE_UNIT_PAGES);
 
@@ -402,6 +403,8 @@ void svm_pager_stop(SvmPager *p)
     svm_pt_destroy(&p->pt);
     free((void *)p->zero_page);
     free(p->evict_buf);
+    svm_wbpipe_free(p->flush_pipe);
+    pthread_mutex_destroy(&p->flush_lock);
     pthread_mutex_destroy(&p->event_lock);
     pthread_mutex_destroy(&p->room_lock);
     pthread_cond_destroy(&p->room_cond);

@@ -103,6 +103,18 @@ int svm_remote_read(SvmPager *p, uint64_t page, void *buf)
     return 0;
 }
 
+void svm_remote_write_failed(SvmServer *s, int ret)
+{
+    request_failed(s, "write-back", ret);
+}
+
+void svm_remote_write_succeeded(SvmServer *s)
+{
+    if (atomic_load(&s->down)) {
+        svm_server_report(s, true, "answers again");
+    }
+}
+
 int svm_remote_write(SvmPager *p, SvmServer *s, const uint64_t *pages,
                      unsigned n, const void *const *bufs)
 {
@@ -117,15 +129,26 @@ int svm_remote_write(SvmPager *p, SvmServer *s, const uint64_t *pages,
         }
         ret = svm_memclient_write(s->client, spages, k, bufs + done);
         if (ret < 0) {
-            request_failed(s, "write-back", ret);
+            svm_remote_write_failed(s, ret);
             return ret;
         }
         done += k;
     }
-    if (atomic_load(&s->down)) {
-        svm_server_report(s, true, "answers again");
-    }
+    svm_remote_write_succeeded(s);
     return 0;
+}
+
+int svm_remote_write_async(SvmPager *p, SvmServer *s, const uint64_t *pages,
+                           unsigned n, const void *const *bufs,
+                           SvmMemClientDone done, void *opaque)
+{
+    uint64_t spages[SVM_MAX_BATCH];
+
+    g_assert(n <= SVM_MAX_BATCH);
+    for (unsigned i = 0; i < n; i++) {
+        spages[i] = svm_stripe_server_page(&p->stripe, pages[i]);
+    }
+    return svm_memclient_write_async(s->client, spages, n, bufs, done, opaque);
 }
 
 int svm_remote_read_async(SvmPager *p, SvmServer *s, const uint64_t *pages,
