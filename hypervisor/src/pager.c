@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -261,11 +262,26 @@ static bool check_config(const SvmPagerConfig *cfg, GError **errp)
     return true;
 }
 
-SvmPager *svm_pager_start(const SvmPagerConfig *cfg, GError **errp)
+/* The first config the library shipped with ended with event_opaque. */
+#define CONFIG_SIZE_V0 (offsetof(SvmPagerConfig, event_opaque) + sizeof(void *))
+
+SvmPager *svm_pager_start_sized(const SvmPagerConfig *caller_cfg,
+                                size_t cfg_size, GError **errp)
 {
+    SvmPagerConfig full = { 0 }, *cfg = &full;
     SvmPager *p;
     uint64_t budget_pages;
 
+    if (!caller_cfg || cfg_size < CONFIG_SIZE_V0 ||
+        cfg_size > sizeof(SvmPagerConfig)) {
+        g_set_error(errp, SVM_PAGER_ERROR, EINVAL,
+                    "pager configuration of %zu bytes: this libsplitvm takes "
+                    "%zu to %zu (was the caller built against another "
+                    "libsplitvm's header?)", cfg_size, (size_t)CONFIG_SIZE_V0,
+                    sizeof(SvmPagerConfig));
+        return NULL;
+    }
+    memcpy(&full, caller_cfg, cfg_size);
     if (!check_config(cfg, errp)) {
         return NULL;
     }

@@ -6,6 +6,7 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -225,6 +226,33 @@ static void test_bad_config(void)
     test_ram_destroy(&r);
 }
 
+/* A caller built against another libsplitvm's header (ABI check). */
+static void test_config_size(void)
+{
+    TestRam r;
+    SvmPagerConfig cfg;
+    SvmPager *p;
+    g_autoptr(GError) err = NULL;
+    size_t v0 = offsetof(SvmPagerConfig, event_opaque) + sizeof(void *);
+
+    test_ram_init(&r, 16 * PG);
+    cfg = test_config(&r, 0);
+    g_assert_null(svm_pager_start_sized(&cfg, sizeof(cfg) + 8, &err));
+    g_assert_nonnull(strstr(err->message, "another libsplitvm's header"));
+    g_clear_error(&err);
+    g_assert_null(svm_pager_start_sized(&cfg, 8, &err));
+    g_assert_nonnull(strstr(err->message, "configuration of 8 bytes"));
+    g_clear_error(&err);
+
+    /* the first config's fields only: what follows them is not read */
+    cfg.incoming = true;
+    p = svm_pager_start_sized(&cfg, v0, &err);
+    g_assert_no_error(err);
+    g_assert_true(svm_pager_is_owner(p));
+    svm_pager_stop(p);
+    test_ram_destroy(&r);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -233,5 +261,6 @@ int main(int argc, char **argv)
     g_test_add_func("/pager/local/kernel-mode-fault", test_kernel_mode_fault);
     g_test_add_func("/pager/local/adopt-existing", test_adopt_existing);
     g_test_add_func("/pager/local/bad-config", test_bad_config);
+    g_test_add_func("/pager/local/config-size", test_config_size);
     return g_test_run();
 }

@@ -81,8 +81,20 @@ typedef struct SvmPagerStats {
  * the range with userfaultfd and start serving faults.  Nothing in the range
  * may have been touched before this call.  NULL + errp on failure, with a
  * message naming the server and the reason.
+ *
+ *   SvmPager *svm_pager_start(const SvmPagerConfig *cfg, GError **errp);
+ *
+ * is a macro around what it really calls, with the caller's sizeof(cfg): a
+ * caller built against an older, shorter SvmPagerConfig gets the newer
+ * fields' zero defaults; one built against a newer header is refused with
+ * an error saying so, instead of the library reading past its config.
+ * (Fields are only ever appended; a change that is not an append bumps the
+ * soname.)
  */
-SvmPager *svm_pager_start(const SvmPagerConfig *cfg, GError **errp);
+SvmPager *svm_pager_start_sized(const SvmPagerConfig *cfg, size_t cfg_size,
+                                GError **errp);
+#define svm_pager_start(cfg, errp) \
+    svm_pager_start_sized((cfg), sizeof(SvmPagerConfig), (errp))
 
 /* Stop serving, unregister and drop the connections.  Guest RAM contents
  * that were only remote are no longer reachable afterwards.  Calls still
