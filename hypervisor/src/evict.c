@@ -3,8 +3,8 @@
  *
  * A page leaves in an order that cannot lose a write:
  *   own it (BUSY) -> write-protect (if mapped) -> copy it out of the memfd
- *   -> write it to its server and wait for the ack -> punch the hole
- *   -> release and wake.
+ *   -> write it to its server -> (the ack) punch the hole -> release and
+ *   wake.  Several batches are on the wire at once (writeback.c).
  * A write that races with this blocks in a WP (or MINOR) fault on a BUSY
  * page; it is woken only after the punch, refaults MISSING and is filled
  * from the server copy that already holds everything written before the
@@ -22,6 +22,9 @@
 
 #include "pager-internal.h"
 #include "uffd.h"
+
+/* write-back batches of dirty victims on the wire at once */
+#define EVICT_DEPTH 8
 
 /*
  * Free room the evictor keeps: fills rarely wait for it, and read-ahead
@@ -188,17 +191,6 @@ static void clock_wake(void *opaque, uint64_t page)
     svm_uffd_wake(p->uffd, svm_page_addr(p, page), SVM_PAGE);
 }
 
-/* Give a victim back unchanged (eviction failed). */
-static void abort_victim(SvmPager *p, uint64_t page, uint8_t s, bool wp_armed)
-{
-    if (wp_armed) {
-        /* undo our write-protect; this also wakes blocked writers */
-        svm_uffd_writeprotect(p->uffd, svm_page_addr(p, page), SVM_PAGE,
-                              false, false);
-    }
-    svm_pager_release(p, page, s);
-}
-
 void svm_punch(SvmPager *p, uint64_t first, uint64_t n)
 {
     if (fallocate(p->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -209,71 +201,46 @@ void svm_punch(SvmPager *p, uint64_t first, uint64_t n)
     }
 }
 
-static void evict_batch(SvmPager *p, uint64_t *pages, uint8_t *states,
-                        unsigned n)
+/*
+ * Clean victims (server copy or zero still valid) are punched and released
+ * at once; dirty ones go to the write-back pipe, which drops them once
+ * their server acknowledged them.
+ */
+static void evict_batch(SvmPager *p, const uint64_t *pages,
+                        const uint8_t *states, unsigned n)
 {
-    bool ok[SVM_EVICT_BATCH];
-    bool wp[SVM_EVICT_BATCH];
-    uint64_t dpages[SVM_EVICT_BATCH];
-    uint8_t dstates[SVM_EVICT_BATCH];
-    bool dwp[SVM_EVICT_BATCH], dwritten[SVM_EVICT_BATCH];
-    unsigned ndirty = 0;
+    uint64_t freed = 0;
 
-    /* 1. dirty pages go to their servers; a clean one is only punched */
-    for (unsigned i = 0; i < n; i++) {
-        if (states[i] & PT_DIRTY) {
-            dpages[ndirty] = pages[i];
-            dstates[ndirty++] = states[i];
+    for (unsigned i = 0, j; i < n; i = j) {
+        bool dirty = states[i] & PT_DIRTY;
+
+        for (j = i + 1; j < n && pages[j] == pages[j - 1] + 1 &&
+             (bool)(states[j] & PT_DIRTY) == dirty; j++) {
         }
-    }
-    if (ndirty) {
-        svm_writeback(p, dpages, dstates, ndirty, p->evict_buf, dwp, dwritten);
-    }
-    for (unsigned i = 0, d = 0; i < n; i++) {
-        wp[i] = false;
-        ok[i] = true;
-        if (states[i] & PT_DIRTY) {
-            /* a dirty page leaves only once its server acknowledged it */
-            wp[i] = dwp[d];
-            ok[i] = dwritten[d++];
-        }
-    }
-
-    /* 2. punch (runs of consecutive pages at once), then release */
-    for (unsigned i = 0; i < n;) {
-        unsigned j = i + 1;
-
-        if (!ok[i]) {
-            i++;
+        if (dirty) {
+            for (unsigned k = i; k < j; k++) {
+                svm_wbpipe_add(p->evict_pipe, pages[k], states[k]);
+            }
             continue;
-        }
-        while (j < n && ok[j] && pages[j] == pages[j - 1] + 1) {
-            j++;
         }
         svm_punch(p, pages[i], j - i);
-        i = j;
+        for (unsigned k = i; k < j; k++) {
+            if (states[k] & PT_ONSERVER) {
+                svm_stat_add(&p->remote, 1);
+            }
+            svm_stat_add(&p->evictions, 1);
+            /*
+             * Faults that saw the page BUSY wait for this wake; one read
+             * only later finds the page ABSENT and fills it.
+             */
+            svm_pager_release(p, pages[k], PT_ABSENT | (states[k] & PT_ONSERVER));
+        }
+        freed += j - i;
     }
-    for (unsigned i = 0; i < n; i++) {
-        uint8_t s = states[i], ns;
-
-        if (!ok[i]) {
-            abort_victim(p, pages[i], s, wp[i]);
-            continue;
-        }
-        ns = PT_ABSENT | (s & PT_ONSERVER) | ((s & PT_DIRTY) ? PT_ONSERVER : 0);
-        if (s & PT_DIRTY) {
-            svm_stat_sub(&p->dirty, 1);
-        }
-        if (ns & PT_ONSERVER) {
-            svm_stat_add(&p->remote, 1);
-        }
-        svm_stat_sub(&p->resident, 1);
-        svm_stat_add(&p->evictions, 1);
-        /*
-         * Faults that saw the page BUSY (writers blocked by our WP) wait for
-         * this wake; one read only later finds the page ABSENT and fills it.
-         */
-        svm_pager_release(p, pages[i], ns);
+    /* the batches of this round leave now, not when the next one is full */
+    svm_wbpipe_send(p->evict_pipe, false);
+    if (freed) {
+        svm_budget_unreserve(p, freed);
     }
 }
 
@@ -303,34 +270,50 @@ static void *evict_thread(void *opaque)
         for (;;) {
             uint64_t r = atomic_load(&p->resident);
             uint64_t low = low_mark(atomic_load(&p->budget_pages));
+            /* pages on their way out count as gone */
+            uint64_t leaving = svm_wbpipe_in_flight(p->evict_pipe);
             unsigned want, n;
 
-            /* all of RAM fits: nothing ever needs to leave */
-            if (atomic_load(&p->stopping) || r <= low ||
-                atomic_load(&p->budget_pages) >= p->npages) {
+            if (atomic_load(&p->stopping)) {
                 break;
             }
-            want = r - low < SVM_EVICT_BATCH ? (unsigned)(r - low) : SVM_EVICT_BATCH;
+            /* all of RAM fits: nothing ever needs to leave */
+            if (r <= low + leaving || atomic_load(&p->budget_pages) >= p->npages) {
+                if (leaving == 0) {
+                    break;
+                }
+                svm_wbpipe_send(p->evict_pipe, true);
+                continue;
+            }
+            want = r - low - leaving;
+            want = want < SVM_EVICT_BATCH ? want : SVM_EVICT_BATCH;
             n = svm_clock_pick(&p->clock, &p->pt, &ops, want, victims, states,
                                2 * p->npages);
             if (n == 0) {
                 /* everything resident is busy or stuck on a lost server */
+                if (leaving) {
+                    svm_wbpipe_send(p->evict_pipe, true);
+                    continue;
+                }
                 pthread_mutex_lock(&p->room_lock);
                 timed_wait(&p->evict_cond, &p->room_lock, 20);
                 pthread_mutex_unlock(&p->room_lock);
                 continue;
             }
             evict_batch(p, victims, states, n);
-            pthread_mutex_lock(&p->room_lock);
-            pthread_cond_broadcast(&p->room_cond);
-            pthread_mutex_unlock(&p->room_lock);
         }
     }
+    /* give back what is still on the wire: written, or dirty as it was */
+    svm_wbpipe_finish(p->evict_pipe, NULL);
     return NULL;
 }
 
 int svm_evict_start(SvmPager *p)
 {
+    p->evict_pipe = svm_wbpipe_new(p, EVICT_DEPTH, true);
+    if (!p->evict_pipe) {
+        return -ENOMEM;
+    }
     if (pthread_create(&p->evict_thread, NULL, evict_thread, p) != 0) {
         return -EAGAIN;
     }
@@ -346,4 +329,6 @@ void svm_evict_stop(SvmPager *p)
         pthread_join(p->evict_thread, NULL);
         p->evict_started = false;
     }
+    svm_wbpipe_free(p->evict_pipe);
+    p->evict_pipe = NULL;
 }

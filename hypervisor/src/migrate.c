@@ -89,7 +89,7 @@ static bool flush(SvmPager *p, uint64_t max_bytes, uint64_t *remaining,
         return false;
     }
     if (!p->flush_pipe) {
-        p->flush_pipe = svm_wbpipe_new(p, FLUSH_DEPTH);
+        p->flush_pipe = svm_wbpipe_new(p, FLUSH_DEPTH, false);
         if (!p->flush_pipe) {
             g_set_error(errp, SVM_PAGER_ERROR, ENOMEM, "out of memory");
             return false;

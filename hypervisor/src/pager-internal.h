@@ -21,7 +21,7 @@
 #define SVM_PAGE 4096u
 #define SVM_FAULT_THREADS 4
 #define SVM_EVICT_BATCH 32u
-#define SVM_WRITEBACK_MAX 64u       /* pages per svm_writeback() call */
+#define SVM_WRITEBACK_MAX 64u       /* pages per write-back batch */
 #define SVM_PREFETCH_MIN 8u
 #define SVM_PREFETCH_MAX 256u           /* pages in one read-ahead window */
 #define SVM_PREFETCH_BATCH 64u          /* pages per request (SVM_MAX_BATCH) */
@@ -100,7 +100,7 @@ struct SvmPager {
     /* eviction */
     pthread_t evict_thread;
     SvmClock clock;
-    uint8_t *evict_buf;             /* SVM_EVICT_BATCH pages */
+    struct SvmWbPipe *evict_pipe;   /* dirty victims on their way out */
 
     /* faults */
     SvmFaultThread fault_threads[SVM_FAULT_THREADS];
@@ -190,29 +190,24 @@ SVM_LOCAL bool svm_evict_wait_below(SvmPager *p, uint64_t pages,
                                     unsigned timeout_ms);
 /* writeback.c */
 /*
- * Write n (<= SVM_WRITEBACK_MAX) owned, dirty, resident pages to their
- * servers and wait for the acks: write-protect the mapped ones (a racing
- * write then blocks on the BUSY page), copy them out of the memfd into buf
- * (n pages), one write per server.  wp[i]: page i was write-protected
- * here; written[i]: its server acknowledged it.  Returns 0 or an error
- * (-ESTALE, fenced, wins over others).
- */
-SVM_LOCAL int svm_writeback(SvmPager *p, const uint64_t *pages,
-                            const uint8_t *states, unsigned n, uint8_t *buf,
-                            bool *wp, bool *written);
-/*
- * Cleaning pages that stay resident, `depth` batches on the wire at once.
- * add() takes an owned, dirty, resident page (it may send a batch, or wait
- * for a free one); the pipe releases it: clean once its server acknowledged
- * it, else unchanged.  finish() sends the rest and waits for every ack.
- * Both return 0 or the first error so far (-ESTALE wins).  One thread.
+ * Writing owned, dirty, resident pages back, `depth` batches on the wire
+ * at once.  add() takes such a page (it may send a batch, or wait for a
+ * free one); the pipe releases it once its server answered: with `evict`
+ * punched and ABSENT (and its budget slot freed), else resident and clean;
+ * unchanged (dirty) if it could not be written.  send() sends what add()
+ * collected and releases what completed (with `wait`, after waiting for
+ * one completion if any is pending); finish() sends the rest and waits for
+ * every answer.  add() and finish() return 0 or the first error since the
+ * last finish() (-ESTALE, fenced, wins).  One thread uses a pipe.
  */
 typedef struct SvmWbPipe SvmWbPipe;
-SVM_LOCAL SvmWbPipe *svm_wbpipe_new(SvmPager *p, unsigned depth);
+SVM_LOCAL SvmWbPipe *svm_wbpipe_new(SvmPager *p, unsigned depth, bool evict);
 SVM_LOCAL int svm_wbpipe_add(SvmWbPipe *w, uint64_t page, uint8_t state);
+SVM_LOCAL void svm_wbpipe_send(SvmWbPipe *w, bool wait);
 SVM_LOCAL int svm_wbpipe_finish(SvmWbPipe *w, uint64_t *written);
+/* Pages added and not released yet. */
+SVM_LOCAL uint64_t svm_wbpipe_in_flight(SvmWbPipe *w);
 SVM_LOCAL void svm_wbpipe_free(SvmWbPipe *w);
-
 /* Drop pages first..first+n-1 from the memfd. */
 SVM_LOCAL void svm_punch(SvmPager *p, uint64_t first, uint64_t n);
 
@@ -238,9 +233,7 @@ SVM_LOCAL SvmMemClient *svm_remote_client_new(SvmPager *p, unsigned i,
                                               uint64_t epoch, GError **errp);
 SVM_LOCAL SvmServer *svm_remote_server(SvmPager *p, uint64_t page);
 SVM_LOCAL int svm_remote_read(SvmPager *p, uint64_t page, void *buf);
-/* pages all on server s */
-SVM_LOCAL int svm_remote_write(SvmPager *p, SvmServer *s, const uint64_t *pages,
-                               unsigned n, const void *const *bufs);
+/* pages all on server s; buffers valid until done runs */
 SVM_LOCAL int svm_remote_write_async(SvmPager *p, SvmServer *s,
                                      const uint64_t *pages, unsigned n,
                                      const void *const *bufs,

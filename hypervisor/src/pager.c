@@ -317,8 +317,7 @@ SvmPager *svm_pager_start_sized(const SvmPagerConfig *caller_cfg,
         goto fail;
     }
     p->zero_page = aligned_alloc(SVM_PAGE, SVM_PAGE);
-    p->evict_buf = aligned_alloc(SVM_PAGE, (size_t)SVM_EVICT_BATCH * SVM_PAGE);
-    if (!p->zero_page || !p->evict_buf) {
+    if (!p->zero_page) {
         g_set_error(errp, SVM_PAGER_ERROR, ENOMEM, "out of memory");
         goto fail;
     }
@@ -418,7 +417,6 @@ void svm_pager_stop(SvmPager *p)
     }
     svm_pt_destroy(&p->pt);
     free((void *)p->zero_page);
-    free(p->evict_buf);
     svm_wbpipe_free(p->flush_pipe);
     pthread_mutex_destroy(&p->flush_lock);
     pthread_mutex_destroy(&p->event_lock);

@@ -115,29 +115,6 @@ void svm_remote_write_succeeded(SvmServer *s)
     }
 }
 
-int svm_remote_write(SvmPager *p, SvmServer *s, const uint64_t *pages,
-                     unsigned n, const void *const *bufs)
-{
-    uint64_t spages[SVM_MAX_BATCH];
-
-    for (unsigned done = 0; done < n;) {
-        unsigned k = n - done > SVM_MAX_BATCH ? SVM_MAX_BATCH : n - done;
-        int ret;
-
-        for (unsigned i = 0; i < k; i++) {
-            spages[i] = svm_stripe_server_page(&p->stripe, pages[done + i]);
-        }
-        ret = svm_memclient_write(s->client, spages, k, bufs + done);
-        if (ret < 0) {
-            svm_remote_write_failed(s, ret);
-            return ret;
-        }
-        done += k;
-    }
-    svm_remote_write_succeeded(s);
-    return 0;
-}
-
 int svm_remote_write_async(SvmPager *p, SvmServer *s, const uint64_t *pages,
                            unsigned n, const void *const *bufs,
                            SvmMemClientDone done, void *opaque)

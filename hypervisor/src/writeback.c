@@ -1,14 +1,17 @@
 /*
  * Writing dirty resident pages back to their memory servers.
  *
- * svm_writeback() is the evictor's: one batch, waiting for the acks.
- * The SvmWbPipe is the migration flush's: pages that stay resident and
- * become clean, with several batches on the wire at once so that neither
- * the servers nor the flushing thread wait for each other's round trips.
+ * An SvmWbPipe keeps several batches on the wire at once, so that neither
+ * the servers nor the writing thread wait for each other's round trips.
+ * The evictor's pipe drops a page once its server acknowledged it (punch,
+ * then release: ABSENT); the migration flush's leaves it resident and
+ * clean.  A page that could not be written is released unchanged: dirty,
+ * with its data.
  *
- * Either way a page is frozen first: it is owned (BUSY), write-protected if
- * mapped (a racing write then blocks in a WP fault until the release), and
- * copied out of the memfd; only what the copy holds is written.
+ * A page is frozen first: it is owned (BUSY), write-protected if mapped (a
+ * racing write then blocks in a WP fault until the release, and refaults
+ * on the clean or absent page), and copied out of the memfd; only what the
+ * copy holds is written.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -80,47 +83,6 @@ static int first_error(int err, int ret)
     return ret < 0 && (!err || ret == -ESTALE) ? ret : err;
 }
 
-int svm_writeback(SvmPager *p, const uint64_t *pages, const uint8_t *states,
-                  unsigned n, uint8_t *buf, bool *wp, bool *written)
-{
-    int err;
-
-    g_assert(n <= SVM_WRITEBACK_MAX);
-    /* written[i]: copied, for now */
-    err = freeze_and_copy(p, pages, states, n, buf, wp, written);
-
-    /* one write per server, waiting for the ack */
-    for (unsigned si = 0; si < p->nservers; si++) {
-        SvmServer *s = &p->servers[si];
-        uint64_t wpages[SVM_WRITEBACK_MAX];
-        const void *bufs[SVM_WRITEBACK_MAX];
-        unsigned idx[SVM_WRITEBACK_MAX], k = 0;
-        int ret;
-
-        for (unsigned i = 0; i < n; i++) {
-            if (written[i] && svm_remote_server(p, pages[i]) == s) {
-                idx[k] = i;
-                wpages[k] = pages[i];
-                bufs[k++] = buf + (size_t)i * SVM_PAGE;
-            }
-        }
-        if (k == 0) {
-            continue;
-        }
-        ret = svm_remote_write(p, s, wpages, k, bufs);
-        if (ret < 0) {
-            for (unsigned j = 0; j < k; j++) {
-                written[idx[j]] = false;
-            }
-            err = first_error(err, ret);
-            continue;
-        }
-        svm_stat_add(&p->writebacks, k);
-        svm_stat_add(&p->bytes_out, (uint64_t)k * SVM_PAGE);
-    }
-    return err;
-}
-
 /* The pipeline: batches of pages of one server each, in flight at once. */
 
 typedef struct WbBatch {
@@ -133,11 +95,12 @@ typedef struct WbBatch {
     const void *bufs[SVM_WRITEBACK_MAX];    /* read by the client until done */
     uint8_t *buf;
     int status;
-    bool in_flight, done;
+    bool in_flight, sent, done;
 } WbBatch;
 
 struct SvmWbPipe {
     SvmPager *pager;
+    bool evict;                 /* drop acked pages (else: keep them clean) */
     pthread_mutex_t lock;
     pthread_cond_t cond;        /* a batch completed */
     unsigned depth;
@@ -145,13 +108,15 @@ struct SvmWbPipe {
     WbBatch *open;              /* collecting pages, not sent yet */
     int err;
     uint64_t written;
+    uint64_t in_flight;         /* pages added and not yet released */
 };
 
-SvmWbPipe *svm_wbpipe_new(SvmPager *p, unsigned depth)
+SvmWbPipe *svm_wbpipe_new(SvmPager *p, unsigned depth, bool evict)
 {
     SvmWbPipe *w = g_new0(SvmWbPipe, 1);
 
     w->pager = p;
+    w->evict = evict;
     w->depth = depth ? depth : 1;
     w->batches = g_new0(WbBatch, w->depth);
     pthread_mutex_init(&w->lock, NULL);
@@ -197,7 +162,20 @@ static void batch_done(void *opaque, int status)
     pthread_mutex_unlock(&w->lock);
 }
 
-/* Give a sent (or unsendable) batch's pages back: clean if acknowledged. */
+/* An acked page leaves: runs of consecutive pages are punched at once. */
+static void batch_evict(SvmPager *p, WbBatch *b)
+{
+    for (unsigned i = 0, j; i < b->n; i = j) {
+        for (j = i + 1; j < b->n && b->copied[i] == b->copied[j] &&
+             b->pages[j] == b->pages[j - 1] + 1; j++) {
+        }
+        if (b->copied[i]) {
+            svm_punch(p, b->pages[i], j - i);
+        }
+    }
+}
+
+/* Give a sent (or unsendable) batch's pages back: written, or unchanged. */
 static void batch_release(SvmWbPipe *w, WbBatch *b)
 {
     SvmPager *p = w->pager;
@@ -206,14 +184,22 @@ static void batch_release(SvmWbPipe *w, WbBatch *b)
     if (b->status < 0) {
         svm_remote_write_failed(b->server, b->status);
         w->err = first_error(w->err, b->status);
+        for (unsigned i = 0; i < b->n; i++) {
+            b->copied[i] = false;
+        }
     } else {
-        svm_remote_write_succeeded(b->server);
+        if (b->sent) {
+            svm_remote_write_succeeded(b->server);
+        }
+        if (w->evict) {
+            batch_evict(p, b);
+        }
     }
     for (unsigned i = 0; i < b->n; i++) {
         uint64_t page = b->pages[i];
         uint8_t s = b->states[i];
 
-        if (b->status < 0 || !b->copied[i]) {
+        if (!b->copied[i]) {
             /* still dirty; undoing our write-protect also wakes writers */
             if (b->wp[i]) {
                 svm_uffd_writeprotect(p->uffd, svm_page_addr(p, page),
@@ -224,14 +210,28 @@ static void batch_release(SvmWbPipe *w, WbBatch *b)
         }
         acked++;
         svm_stat_sub(&p->dirty, 1);
-        svm_pager_release(p, page, (s & ~PT_DIRTY) | PT_ONSERVER);
+        if (w->evict) {
+            /*
+             * Writers blocked by our write-protect wait for this wake; they
+             * refault MISSING and read back what the server acknowledged.
+             */
+            svm_stat_add(&p->remote, 1);
+            svm_stat_add(&p->evictions, 1);
+            svm_pager_release(p, page, PT_ABSENT | PT_ONSERVER);
+        } else {
+            svm_pager_release(p, page, (s & ~PT_DIRTY) | PT_ONSERVER);
+        }
     }
     svm_stat_add(&p->writebacks, acked);
     svm_stat_add(&p->bytes_out, (uint64_t)acked * SVM_PAGE);
     w->written += acked;
+    w->in_flight -= b->n;
     b->n = 0;
     b->in_flight = false;
     b->done = false;
+    if (w->evict && acked) {
+        svm_budget_unreserve(p, acked);     /* wakes fills waiting for room */
+    }
 }
 
 /* Release every completed batch; with `wait`, first wait for one. */
@@ -282,6 +282,7 @@ static void send_open(SvmWbPipe *w)
         }
     }
     w->err = first_error(w->err, ret);
+    b->sent = k > 0;
     if (k) {
         ret = svm_remote_write_async(p, b->server, pages, k, b->bufs,
                                      batch_done, b);
@@ -319,11 +320,27 @@ int svm_wbpipe_add(SvmWbPipe *w, uint64_t page, uint8_t state)
     }
     w->open->pages[w->open->n] = page;
     w->open->states[w->open->n++] = state;
+    w->in_flight++;
     return w->err;
+}
+
+uint64_t svm_wbpipe_in_flight(SvmWbPipe *w)
+{
+    return w->in_flight;
+}
+
+void svm_wbpipe_send(SvmWbPipe *w, bool wait)
+{
+    if (w->open) {
+        send_open(w);
+    }
+    reap(w, wait);
 }
 
 int svm_wbpipe_finish(SvmWbPipe *w, uint64_t *written)
 {
+    int err;
+
     if (w->open) {
         send_open(w);
     }
@@ -336,5 +353,9 @@ int svm_wbpipe_finish(SvmWbPipe *w, uint64_t *written)
     if (written) {
         *written = w->written;
     }
-    return w->err;
+    /* the next round starts afresh */
+    err = w->err;
+    w->err = 0;
+    w->written = 0;
+    return err;
 }
