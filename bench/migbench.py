@@ -26,7 +26,8 @@ stamped with this host's clock): when the guest really ran again.  A migration
 still running after --bound seconds is cancelled and reported as not
 converged, with the time it ran.  After every migration the destination's
 guest must complete two more memverify loops with no mismatch (the loop
-that was running during the migration verifies pages written before it);
+that was running during the migration verifies pages written before it)
+and neither guest kernel may crash;
 otherwise this prints "result METHOD_verify_failed 1", says so on stderr,
 reports no timing of that method (and exits 1 at the end; other failures
 print "result METHOD_error 1").
@@ -51,7 +52,10 @@ import svmtest              # noqa: E402
 MIB = pb.MIB
 LOOP_OK = re.compile(r"memverify: loop (\d+): ok")
 # What memverify (and the guest init) print when a verification fails.
-VERIFY_BAD = re.compile(r"MISMATCH|SPLITVM-RESULT memverify [^\n]*ok=0")
+# memverify's own verdict, or a guest kernel that fell over (its memory was
+# corrupted as surely as if memverify had seen it)
+VERIFY_BAD = re.compile(r"MISMATCH|SPLITVM-RESULT memverify [^\n]*ok=0|"
+                        r"kernel BUG at|Kernel panic|Oops:|general protection fault")
 result = pb.result
 
 
@@ -162,6 +166,11 @@ def one_run(args, tmp, stack, i):
         if status in ("completed", "failed", "cancelled"):
             break
         elapsed = time.monotonic() - t0
+        # a guest that crashed meanwhile would leave postcopy running forever
+        check_console(src)
+        check_console(dst)
+        if status == "postcopy-active" and elapsed > 3 * args.bound:
+            svmtest.fail(f"{name}: postcopy still not complete after {elapsed:.0f} s")
         if (args.method == "postcopy" and switched is None and status == "active"
                 and r.get("ram", {}).get("dirty-sync-count", 0) >= 2):
             sqmp.cmd("migrate-start-postcopy")
