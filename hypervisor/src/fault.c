@@ -69,6 +69,48 @@ void svm_install(SvmPager *p, uint64_t page, uint8_t old, const void *data,
     svm_pager_release(p, page, PT_MAPPED | PT_REF | (old & PT_ONSERVER) | extra);
 }
 
+void svm_install_run(SvmPager *p, const uint64_t *pages, const uint8_t *olds,
+                     unsigned n, const uint8_t *data, bool from_server,
+                     uint8_t extra)
+{
+    _Atomic uint64_t *fills = from_server ? &p->fills_remote : &p->fills_zero;
+    bool dirty = extra & PT_DIRTY;
+    uint64_t copied = 0;
+    unsigned done;
+
+    if (n > 1) {
+        /* counted first, as in svm_install(); what did not go in is undone */
+        svm_stat_add(fills, n);
+        if (from_server) {
+            svm_stat_sub(&p->remote, n);
+        }
+        if (dirty) {
+            svm_stat_add(&p->dirty, n);
+        }
+        svm_uffd_copy_some(p->uffd, svm_page_addr(p, pages[0]), data,
+                           (uint64_t)n * SVM_PAGE, !dirty, &copied);
+    }
+    done = copied / SVM_PAGE;
+    if (n > 1 && done < n) {
+        svm_stat_sub(fills, n - done);
+        if (from_server) {
+            svm_stat_add(&p->remote, n - done);
+        }
+        if (dirty) {
+            svm_stat_sub(&p->dirty, n - done);
+        }
+    }
+    for (unsigned i = 0; i < done; i++) {
+        svm_pager_release(p, pages[i], PT_MAPPED | PT_REF |
+                          (olds[i] & PT_ONSERVER) | extra);
+    }
+    /* the rest (or a run of one) one by one: that handles every error */
+    for (unsigned i = done; i < n; i++) {
+        svm_install(p, pages[i], olds[i], data + (size_t)i * SVM_PAGE,
+                    from_server, extra);
+    }
+}
+
 void svm_fill_remote(SvmPager *p, uint64_t page, uint8_t old, uint8_t extra)
 {
     static __thread uint8_t buf[SVM_PAGE] __attribute__((aligned(SVM_PAGE)));

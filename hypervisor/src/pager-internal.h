@@ -28,6 +28,7 @@
 #define SVM_PREFETCH_INFLIGHT 512u      /* pages: keeps demand reads from queueing long */
 #define SVM_WARM_INFLIGHT 128u         /* pages: warm-up reads on the wire */
 #define SVM_MIN_BUDGET_PAGES 16u
+#define SVM_ZERO_PAGES 64u              /* longest run mapped zero at once */
 
 #define SVM_LOCAL __attribute__((visibility("hidden")))
 
@@ -105,7 +106,7 @@ struct SvmPager {
     /* faults */
     SvmFaultThread fault_threads[SVM_FAULT_THREADS];
     unsigned nfault_threads;
-    const uint8_t *zero_page;
+    const uint8_t *zero_page;       /* SVM_ZERO_PAGES pages of zeroes */
 
     /* remote fills that failed and wait for their server */
     SvmRetryList retry;
@@ -223,6 +224,14 @@ SVM_LOCAL void svm_fill_remote(SvmPager *p, uint64_t page, uint8_t old,
  */
 SVM_LOCAL void svm_install(SvmPager *p, uint64_t page, uint8_t old,
                            const void *data, bool from_server, uint8_t extra);
+/*
+ * The same for n consecutive pages (olds[i]: their states) from n pages of
+ * data, with one UFFDIO_COPY when it can (read-ahead windows).
+ */
+SVM_LOCAL void svm_install_run(SvmPager *p, const uint64_t *pages,
+                               const uint8_t *olds, unsigned n,
+                               const uint8_t *data, bool from_server,
+                               uint8_t extra);
 
 /* remote.c */
 SVM_LOCAL bool svm_remote_connect(SvmPager *p, const SvmPagerConfig *cfg,

@@ -47,6 +47,12 @@ typedef struct PrefetchReq {
     uint8_t *mem;
 } PrefetchReq;
 
+/* MINOR: this page of the batch only goes into the page cache. */
+static bool goes_to_cache(SvmPager *p, const PrefetchReq *r, uint64_t page)
+{
+    return p->minor && (r->how.lazy || page == r->how.marker);
+}
+
 static void prefetch_done(void *opaque, int status)
 {
     PrefetchReq *r = opaque;
@@ -54,17 +60,18 @@ static void prefetch_done(void *opaque, int status)
 
     if (status < 0) {
         svm_budget_unreserve(p, r->n);
+        for (unsigned i = 0; i < r->n; i++) {
+            svm_pager_release(p, r->pages[i], r->states[i]);
+        }
+    } else {
+        svm_stat_add(&p->bytes_in, (uint64_t)r->n * SVM_PAGE);
     }
-    for (unsigned i = 0; i < r->n; i++) {
+    for (unsigned i = 0, j; status >= 0 && i < r->n; i = j) {
         uint64_t page = r->pages[i];
         uint8_t s = r->states[i];
 
-        if (status < 0) {
-            svm_pager_release(p, page, s);
-            continue;
-        }
-        svm_stat_add(&p->bytes_in, SVM_PAGE);
-        if (p->minor && (r->how.lazy || page == r->how.marker)) {
+        j = i + 1;
+        if (goes_to_cache(p, r, page)) {
             /*
              * Safe although the page is registered MISSING: an access
              * during the write finds the page in the cache and raises a
@@ -82,14 +89,22 @@ static void prefetch_done(void *opaque, int status)
             /* REF: it survives one pass of the hand while it waits to be used */
             svm_pager_release(p, page, PT_CACHED | PT_ONSERVER | PT_PREFETCHED |
                               PT_REF);
-        } else if (r->how.lazy) {
-            /* without MINOR only a write (WP fault) can count as a hit */
-            svm_install(p, page, s, r->bufs[i], true, PT_PREFETCHED);
-        } else {
-            /* a stream page: used without a fault, counted by the stream */
-            svm_install(p, page, s, r->bufs[i], true,
-                        r->how.dirty ? PT_DIRTY : 0);
+            continue;
         }
+        /* a run of consecutive pages that are mapped: one COPY */
+        while (j < r->n && r->pages[j] == r->pages[j - 1] + 1 &&
+               !goes_to_cache(p, r, r->pages[j])) {
+            j++;
+        }
+        /*
+         * Without MINOR a warm-up page is mapped and only a write (WP
+         * fault) can count it as a hit; a stream page is used without a
+         * fault and counted by the stream.
+         */
+        svm_install_run(p, &r->pages[i], &r->states[i], j - i,
+                        r->mem + (size_t)i * SVM_PAGE, true,
+                        r->how.lazy ? PT_PREFETCHED :
+                        r->how.dirty ? PT_DIRTY : 0);
     }
     atomic_fetch_sub(&p->pf_inflight, r->n);
     svm_warm_wake(p);
@@ -124,6 +139,31 @@ static void issue(SvmPager *p, PrefetchReq *r, SvmServer *s)
     g_free(r);
 }
 
+/* Never-written pages ahead of a writing stream, mapped zero together. */
+typedef struct ZeroRun {
+    unsigned n;
+    uint64_t pages[SVM_ZERO_PAGES];
+    uint8_t states[SVM_ZERO_PAGES];
+} ZeroRun;
+
+static void zero_run_install(SvmPager *p, ZeroRun *z)
+{
+    if (z->n) {
+        svm_install_run(p, z->pages, z->states, z->n, p->zero_page, false,
+                        PT_DIRTY);
+        z->n = 0;
+    }
+}
+
+static void zero_run_add(SvmPager *p, ZeroRun *z, uint64_t page, uint8_t s)
+{
+    if (z->n && (z->n == SVM_ZERO_PAGES || page != z->pages[z->n - 1] + 1)) {
+        zero_run_install(p, z);
+    }
+    z->pages[z->n] = page;
+    z->states[z->n++] = s;
+}
+
 /*
  * Queue fills of the remote pages among pages[0..n) (free budget only).
  * Returns how many were queued; *used (may be NULL) gets how many entries
@@ -135,6 +175,7 @@ static unsigned prefetch_list(SvmPager *p, const uint64_t *pages, unsigned n,
     PrefetchReq *r = NULL;
     SvmServer *rs = NULL;
     unsigned queued = 0, k;
+    ZeroRun zeroes = { .n = 0 };
 
     for (k = 0; k < n; k++) {
         uint64_t q = pages[k];
@@ -157,7 +198,7 @@ static unsigned prefetch_list(SvmPager *p, const uint64_t *pages, unsigned n,
                 svm_pager_release(p, q, s);
                 break;
             }
-            svm_install(p, q, s, p->zero_page, false, PT_DIRTY);
+            zero_run_add(p, &zeroes, q, s);
             continue;
         }
         if ((s & (PT_BUSY | PT_WHERE_MASK | PT_ONSERVER)) != PT_ONSERVER) {
@@ -192,6 +233,7 @@ static unsigned prefetch_list(SvmPager *p, const uint64_t *pages, unsigned n,
     if (r) {
         issue(p, r, rs);
     }
+    zero_run_install(p, &zeroes);
     if (used) {
         *used = k;
     }

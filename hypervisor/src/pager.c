@@ -316,12 +316,14 @@ SvmPager *svm_pager_start_sized(const SvmPagerConfig *caller_cfg,
                     p->npages);
         goto fail;
     }
-    p->zero_page = aligned_alloc(SVM_PAGE, SVM_PAGE);
-    if (!p->zero_page) {
+    /* never written: every page of it reads as the kernel's zero page */
+    p->zero_page = mmap(NULL, (size_t)SVM_ZERO_PAGES * SVM_PAGE, PROT_READ,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p->zero_page == MAP_FAILED) {
+        p->zero_page = NULL;
         g_set_error(errp, SVM_PAGER_ERROR, ENOMEM, "out of memory");
         goto fail;
     }
-    memset((void *)p->zero_page, 0, SVM_PAGE);
     if (cfg->incoming) {
         svm_migrate_init_incoming(p);
     }
@@ -416,7 +418,9 @@ void svm_pager_stop(SvmPager *p)
         close(p->stop_fd);
     }
     svm_pt_destroy(&p->pt);
-    free((void *)p->zero_page);
+    if (p->zero_page) {
+        munmap((void *)p->zero_page, (size_t)SVM_ZERO_PAGES * SVM_PAGE);
+    }
     svm_wbpipe_free(p->flush_pipe);
     pthread_mutex_destroy(&p->flush_lock);
     pthread_mutex_destroy(&p->event_lock);

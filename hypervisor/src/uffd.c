@@ -68,21 +68,27 @@ int svm_uffd_unregister(int uffd, void *addr, uint64_t len)
     return ioctl(uffd, UFFDIO_UNREGISTER, &r) < 0 ? -errno : 0;
 }
 
-int svm_uffd_copy(int uffd, void *dst, const void *src, uint64_t len, bool wp)
+int svm_uffd_copy_some(int uffd, void *dst, const void *src, uint64_t len,
+                       bool wp, uint64_t *copied)
 {
     struct uffdio_copy c = {
         .dst = (uintptr_t)dst, .src = (uintptr_t)src, .len = len,
         .mode = wp ? UFFDIO_COPY_MODE_WP : 0,
     };
 
+    *copied = 0;
     for (;;) {
         if (ioctl(uffd, UFFDIO_COPY, &c) == 0) {
+            *copied += c.copy;
             return 0;
+        }
+        if (c.copy > 0) {
+            *copied += c.copy;
         }
         if (errno != EAGAIN) {
             return -errno;
         }
-        /* EAGAIN: the mapping changed under us; nothing was copied if 0 */
+        /* EAGAIN: the mapping changed under us; go on after what was copied */
         if (c.copy > 0) {
             c.dst += c.copy;
             c.src += c.copy;
@@ -90,6 +96,13 @@ int svm_uffd_copy(int uffd, void *dst, const void *src, uint64_t len, bool wp)
         }
         c.copy = 0;
     }
+}
+
+int svm_uffd_copy(int uffd, void *dst, const void *src, uint64_t len, bool wp)
+{
+    uint64_t copied;
+
+    return svm_uffd_copy_some(uffd, dst, src, len, wp, &copied);
 }
 
 int svm_uffd_continue(int uffd, void *addr, uint64_t len, bool wp)

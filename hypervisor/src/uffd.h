@@ -27,6 +27,9 @@ int svm_uffd_register(int uffd, void *addr, uint64_t len, uint64_t modes,
                       uint64_t *ioctls);
 int svm_uffd_unregister(int uffd, void *addr, uint64_t len);
 int svm_uffd_copy(int uffd, void *dst, const void *src, uint64_t len, bool wp);
+/* Same, and *copied says how many bytes went in (also on an error). */
+int svm_uffd_copy_some(int uffd, void *dst, const void *src, uint64_t len,
+                       bool wp, uint64_t *copied);
 int svm_uffd_continue(int uffd, void *addr, uint64_t len, bool wp);
 int svm_uffd_writeprotect(int uffd, void *addr, uint64_t len, bool wp,
                           bool dontwake);
