@@ -39,6 +39,7 @@ typedef struct SvmServer {
     SvmMemClient *client;
     SvmMemClient *old_client;   /* before take_ownership; closed at stop */
     atomic_bool down;
+    _Atomic uint64_t outages;   /* so far; a request's ticket (remote.c) */
 } SvmServer;
 
 /* A fault thread with its own epoll set (see fault.c). */
@@ -247,9 +248,17 @@ SVM_LOCAL int svm_remote_write_async(SvmPager *p, SvmServer *s,
                                      const uint64_t *pages, unsigned n,
                                      const void *const *bufs,
                                      SvmMemClientDone done, void *opaque);
+/*
+ * Taken before a request is sent: its success reports the server back
+ * only if it was sent during the outage it is in now (see remote.c).
+ */
+static inline uint64_t svm_remote_ticket(SvmServer *s)
+{
+    return atomic_load(&s->outages);
+}
 /* A write-back's outcome: reports the server lost (or fenced) / back. */
 SVM_LOCAL void svm_remote_write_failed(SvmServer *s, int ret);
-SVM_LOCAL void svm_remote_write_succeeded(SvmServer *s);
+SVM_LOCAL void svm_remote_write_succeeded(SvmServer *s, uint64_t ticket);
 SVM_LOCAL int svm_remote_read_async(SvmPager *p, SvmServer *s,
                                     const uint64_t *pages, unsigned n,
                                     void *const *bufs, SvmMemClientDone done,

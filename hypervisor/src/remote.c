@@ -33,6 +33,10 @@ void svm_server_report(SvmServer *s, bool up, const char *reason)
         pthread_mutex_unlock(&p->event_lock);
         return;
     }
+    if (!up) {
+        /* before `down`: a ticket of this outage is never taken while up */
+        atomic_fetch_add(&s->outages, 1);
+    }
     atomic_store(&s->down, !up);
     svm_pager_log(p, "memory server %s %s: %s", s->name,
                   up ? "is back" : "lost", reason);
@@ -85,20 +89,33 @@ static void request_failed(SvmServer *s, const char *what, int ret)
     svm_server_report(s, false, reason);
 }
 
+/*
+ * A request succeeded: the server answers again if it was lost, but only
+ * if the request was sent during this outage.  One answered before the
+ * server went away, whose completion is handled after the loss was
+ * reported (write-backs are released later, on the evictor's thread),
+ * proves nothing: it would resume a guest whose server is still gone.
+ */
+static void server_answered(SvmServer *s, uint64_t ticket)
+{
+    if (atomic_load(&s->down) && ticket == atomic_load(&s->outages)) {
+        svm_server_report(s, true, "answers again");
+    }
+}
+
 int svm_remote_read(SvmPager *p, uint64_t page, void *buf)
 {
     SvmServer *s = svm_remote_server(p, page);
     uint64_t spage = svm_stripe_server_page(&p->stripe, page);
     void *bufs[1] = { buf };
+    uint64_t ticket = svm_remote_ticket(s);
     int ret = svm_memclient_read(s->client, &spage, 1, bufs);
 
     if (ret < 0) {
         request_failed(s, "read", ret);
         return ret;
     }
-    if (atomic_load(&s->down)) {
-        svm_server_report(s, true, "answers again");
-    }
+    server_answered(s, ticket);
     svm_stat_add(&p->bytes_in, SVM_PAGE);
     return 0;
 }
@@ -108,11 +125,9 @@ void svm_remote_write_failed(SvmServer *s, int ret)
     request_failed(s, "write-back", ret);
 }
 
-void svm_remote_write_succeeded(SvmServer *s)
+void svm_remote_write_succeeded(SvmServer *s, uint64_t ticket)
 {
-    if (atomic_load(&s->down)) {
-        svm_server_report(s, true, "answers again");
-    }
+    server_answered(s, ticket);
 }
 
 int svm_remote_write_async(SvmPager *p, SvmServer *s, const uint64_t *pages,

@@ -95,6 +95,7 @@ typedef struct WbBatch {
     const void *bufs[SVM_WRITEBACK_MAX];    /* read by the client until done */
     uint8_t *buf;
     int status;
+    uint64_t ticket;            /* of its server when sent */
     bool in_flight, sent, done;
 } WbBatch;
 
@@ -189,7 +190,7 @@ static void batch_release(SvmWbPipe *w, WbBatch *b)
         }
     } else {
         if (b->sent) {
-            svm_remote_write_succeeded(b->server);
+            svm_remote_write_succeeded(b->server, b->ticket);
         }
         if (w->evict) {
             batch_evict(p, b);
@@ -284,6 +285,7 @@ static void send_open(SvmWbPipe *w)
     w->err = first_error(w->err, ret);
     b->sent = k > 0;
     if (k) {
+        b->ticket = svm_remote_ticket(b->server);
         ret = svm_remote_write_async(p, b->server, pages, k, b->bufs,
                                      batch_done, b);
     }

@@ -154,14 +154,20 @@ static inline SvmTestServer *svm_test_server_start(const char *backing)
     return srv;
 }
 
-static inline void svm_test_server_kill(SvmTestServer *srv)
+/* Stop the daemon with `sig` (SIGTERM: it answers what it has read first). */
+static inline void svm_test_server_signal(SvmTestServer *srv, int sig)
 {
     if (srv->pid > 0) {
-        kill(srv->pid, SIGKILL);
+        kill(srv->pid, sig);
         waitpid(srv->pid, NULL, 0);
         g_spawn_close_pid(srv->pid);
         srv->pid = 0;
     }
+}
+
+static inline void svm_test_server_kill(SvmTestServer *srv)
+{
+    svm_test_server_signal(srv, SIGKILL);
 }
 
 static inline void svm_test_server_free(SvmTestServer *srv)

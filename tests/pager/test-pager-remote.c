@@ -623,6 +623,91 @@ static void test_server_restart(void)
 }
 
 /*
+ * Write-backs acknowledged just before the server died are released on
+ * the evictor's thread after the loss was reported: they must not report
+ * the server back (QEMU would resume a guest whose server is gone).  A
+ * writer keeps the write-back pipe full while the server is stopped.
+ */
+typedef struct Writer {
+    uint8_t *host;
+    uint64_t first, n;
+    volatile bool *stop;
+    unsigned passes;
+    pthread_t thread;
+} Writer;
+
+/* Whole passes over its pages until told to stop (then a page holds its last). */
+static void *writer_thread(void *opaque)
+{
+    Writer *w = opaque;
+
+    while (!*w->stop) {
+        for (uint64_t pg = w->first; pg < w->first + w->n; pg++) {
+            uint64_t *m = (uint64_t *)(w->host + pg * PG);
+
+            m[0] = pattern(pg, 0, w->passes + 1);
+            m[511] = pattern(pg, 511, w->passes + 1);
+        }
+        w->passes++;
+    }
+    return NULL;
+}
+
+static void test_no_back_while_down(void)
+{
+    enum { NWRITERS = 4 };
+    Setup s;
+    Writer w[NWRITERS];
+    volatile bool stop = false;
+    uint64_t npages = 2048;
+    g_autofree char *dir = g_dir_make_tmp("svm-pager-XXXXXX", NULL);
+    g_autofree char *backing = g_build_filename(dir, "pool", NULL);
+
+    if (!setup(&s, 1, npages * PG, 128 * PG, false, backing)) {
+        NEED_SERVER(NULL);
+    }
+    start(&s);
+    /* fills and write-backs on the wire all the time */
+    for (unsigned i = 0; i < NWRITERS; i++) {
+        w[i] = (Writer) {
+            .host = s.ram.host, .first = npages * i / NWRITERS,
+            .n = npages / NWRITERS, .stop = &stop,
+        };
+        pthread_create(&w[i].thread, NULL, writer_thread, &w[i]);
+    }
+    while (test_stats(s.p).writebacks < 4 * npages) {
+        g_usleep(1000);
+    }
+    /* as `systemctl stop`: it answers what it has read, then closes */
+    svm_test_server_signal(s.srv[0], SIGTERM);
+    g_assert_true(events_wait(&s.ev, &s.ev.lost, 1, 20000));
+    g_test_message("LOST event: %s", s.ev.reason);
+    /* the writers block on pages of the lost server; nothing answers */
+    g_usleep(2 * G_USEC_PER_SEC);
+    g_assert_cmpuint(s.ev.back, ==, 0);
+    g_assert_cmpuint(test_stats(s.p).servers_down, ==, 1);
+
+    svm_test_server_spawn(s.srv[0]);
+    g_assert_true(events_wait(&s.ev, &s.ev.back, 1, 20000));
+    stop = true;
+    for (unsigned i = 0; i < NWRITERS; i++) {
+        pthread_join(w[i].thread, NULL);
+    }
+    /* every page holds its writer's last pass */
+    for (unsigned i = 0; i < NWRITERS; i++) {
+        for (uint64_t pg = w[i].first; pg < w[i].first + w[i].n; pg++) {
+            uint64_t *m = (uint64_t *)(s.ram.host + pg * PG);
+
+            g_assert_cmphex(m[0], ==, pattern(pg, 0, w[i].passes));
+            g_assert_cmphex(m[511], ==, pattern(pg, 511, w[i].passes));
+        }
+    }
+    teardown(&s);
+    unlink(backing);
+    rmdir(dir);
+}
+
+/*
  * QEMU runs set-budget on a worker thread and stops the pager from its main
  * thread: a budget cut that cannot finish (its server is gone, so dirty
  * pages cannot be written back) must end with an error when the pager
@@ -729,6 +814,7 @@ int main(int argc, char **argv)
     g_test_add_func("/pager/remote/two-servers-prefetch", test_two_servers_prefetch);
     g_test_add_func("/pager/remote/write-stream", test_write_stream);
     g_test_add_func("/pager/remote/server-restart", test_server_restart);
+    g_test_add_func("/pager/remote/no-back-while-down", test_no_back_while_down);
     g_test_add_func("/pager/remote/connect-errors", test_connect_errors);
     g_test_add_func("/pager/remote/stop-during-set-budget",
                     test_stop_during_set_budget);
