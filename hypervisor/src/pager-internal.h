@@ -256,9 +256,10 @@ static inline uint64_t svm_remote_ticket(SvmServer *s)
 {
     return atomic_load(&s->outages);
 }
-/* A write-back's outcome: reports the server lost (or fenced) / back. */
+/* A request sent with `ticket` succeeded: its server may be back. */
+SVM_LOCAL void svm_remote_answered(SvmServer *s, uint64_t ticket);
+/* A write-back failed: reports the server lost (or fenced). */
 SVM_LOCAL void svm_remote_write_failed(SvmServer *s, int ret);
-SVM_LOCAL void svm_remote_write_succeeded(SvmServer *s, uint64_t ticket);
 SVM_LOCAL int svm_remote_read_async(SvmPager *p, SvmServer *s,
                                     const uint64_t *pages, unsigned n,
                                     void *const *bufs, SvmMemClientDone done,

@@ -96,7 +96,7 @@ static void request_failed(SvmServer *s, const char *what, int ret)
  * reported (write-backs are released later, on the evictor's thread),
  * proves nothing: it would resume a guest whose server is still gone.
  */
-static void server_answered(SvmServer *s, uint64_t ticket)
+void svm_remote_answered(SvmServer *s, uint64_t ticket)
 {
     if (atomic_load(&s->down) && ticket == atomic_load(&s->outages)) {
         svm_server_report(s, true, "answers again");
@@ -115,7 +115,7 @@ int svm_remote_read(SvmPager *p, uint64_t page, void *buf)
         request_failed(s, "read", ret);
         return ret;
     }
-    server_answered(s, ticket);
+    svm_remote_answered(s, ticket);
     svm_stat_add(&p->bytes_in, SVM_PAGE);
     return 0;
 }
@@ -123,11 +123,6 @@ int svm_remote_read(SvmPager *p, uint64_t page, void *buf)
 void svm_remote_write_failed(SvmServer *s, int ret)
 {
     request_failed(s, "write-back", ret);
-}
-
-void svm_remote_write_succeeded(SvmServer *s, uint64_t ticket)
-{
-    server_answered(s, ticket);
 }
 
 int svm_remote_write_async(SvmPager *p, SvmServer *s, const uint64_t *pages,

@@ -190,7 +190,7 @@ static void batch_release(SvmWbPipe *w, WbBatch *b)
         }
     } else {
         if (b->sent) {
-            svm_remote_write_succeeded(b->server, b->ticket);
+            svm_remote_answered(b->server, b->ticket);
         }
         if (w->evict) {
             batch_evict(p, b);
