@@ -25,6 +25,12 @@
 
 /* write-back batches of dirty victims on the wire at once */
 #define EVICT_DEPTH 8
+/* victims per drop-behind pick: one write-back batch */
+#define DROPBEHIND_BATCH SVM_WRITEBACK_MAX
+/* walked pages looked at per drop-behind pick (most are resident) */
+#define DROPBEHIND_SCAN 1024
+/* a stream that issued a window this recently is still going */
+#define DROPBEHIND_ACTIVE_NS (50 * 1000 * 1000)
 
 /*
  * Free room the evictor keeps: fills rarely wait for it, and read-ahead
@@ -52,6 +58,31 @@ static uint64_t low_mark(uint64_t budget)
     return budget - headroom(budget);
 }
 
+/*
+ * Pages a stream walked past leave from this mark on, earlier than CLOCK
+ * victims: the stream's read-ahead windows then find room without
+ * reaching the high mark, so CLOCK does not eat into the part of a loop
+ * kept resident while the newest windows are still being walked.
+ */
+static uint64_t dropbehind_mark(uint64_t budget)
+{
+    uint64_t low = low_mark(budget), h = headroom(budget);
+
+    return low > h ? low - h : 0;
+}
+
+/*
+ * The newest pages a stream filled that are not offered yet: the guest is
+ * in the newest read-ahead window but one, and as guest-physical order is
+ * only piecewise sequential it can lag a little more (keeping two windows
+ * refetched pages not used yet, four does not).  A small budget keeps
+ * less, or nothing would ever be walked.
+ */
+static uint64_t dropbehind_keep(uint64_t budget)
+{
+    return MIN(4 * SVM_PREFETCH_MAX, budget / 8);
+}
+
 uint64_t svm_budget_room(SvmPager *p)
 {
     uint64_t low = low_mark(atomic_load(&p->budget_pages));
@@ -66,6 +97,15 @@ void svm_evict_kick(SvmPager *p)
     p->evict_kicked = true;
     pthread_cond_signal(&p->evict_cond);
     pthread_mutex_unlock(&p->room_lock);
+}
+
+void svm_evict_dropbehind_kick(SvmPager *p)
+{
+    uint64_t b = atomic_load(&p->budget_pages);
+
+    if (b < p->npages && atomic_load(&p->resident) > dropbehind_mark(b)) {
+        svm_evict_kick(p);
+    }
 }
 
 static void timed_wait(pthread_cond_t *c, pthread_mutex_t *m, unsigned ms)
@@ -254,8 +294,13 @@ static void *evict_thread(void *opaque)
         .wake = clock_wake,
         .opaque = p,
     };
-    uint64_t victims[SVM_EVICT_BATCH];
-    uint8_t states[SVM_EVICT_BATCH];
+    const SvmClockOps ops_fifo = {
+        .evictable = evictable,
+        .wake = clock_wake,
+        .opaque = p,
+    };
+    uint64_t victims[DROPBEHIND_BATCH];
+    uint8_t states[DROPBEHIND_BATCH];
 
     while (!atomic_load(&p->stopping)) {
         pthread_mutex_lock(&p->room_lock);
@@ -269,16 +314,46 @@ static void *evict_thread(void *opaque)
 
         for (;;) {
             uint64_t r = atomic_load(&p->resident);
-            uint64_t low = low_mark(atomic_load(&p->budget_pages));
+            uint64_t b = atomic_load(&p->budget_pages);
+            uint64_t low = low_mark(b);
             /* pages on their way out count as gone */
             uint64_t leaving = svm_wbpipe_in_flight(p->evict_pipe);
-            unsigned want, n;
+            uint64_t clock_mark;
+            unsigned want, n = 0;
+            bool streaming;
 
             if (atomic_load(&p->stopping)) {
                 break;
             }
+            if (b < p->npages && r > dropbehind_mark(b) + leaving) {
+                /*
+                 * Always a whole batch: these pages are done with, and
+                 * each write-protect and punch of a run costs the vCPU's
+                 * CPU a TLB-flush interrupt, whatever the run's length.
+                 */
+                want = DROPBEHIND_BATCH;
+                pthread_mutex_lock(&p->pf_lock);
+                p->pf_behind.keep = dropbehind_keep(b);
+                n = svm_dropbehind_pick(&p->pf_behind, &p->pt, &ops, want,
+                                        victims, states, DROPBEHIND_SCAN);
+                pthread_mutex_unlock(&p->pf_lock);
+                if (n) {
+                    evict_batch(p, victims, states, n);
+                    continue;
+                }
+            }
+            /*
+             * While a stream is being read ahead, its walked pages come
+             * soon: CLOCK only runs when fills would have to wait, or it
+             * would take (and unmap) the part of a loop kept resident.
+             */
+            pthread_mutex_lock(&p->pf_lock);
+            streaming = svm_now_ns() - p->pf_behind.last_add_ns <
+                        DROPBEHIND_ACTIVE_NS;
+            pthread_mutex_unlock(&p->pf_lock);
+            clock_mark = streaming ? high_mark(b) : low;
             /* all of RAM fits: nothing ever needs to leave */
-            if (r <= low + leaving || atomic_load(&p->budget_pages) >= p->npages) {
+            if (r <= clock_mark + leaving || b >= p->npages) {
                 if (leaving == 0) {
                     break;
                 }
@@ -287,8 +362,15 @@ static void *evict_thread(void *opaque)
             }
             want = r - low - leaving;
             want = want < SVM_EVICT_BATCH ? want : SVM_EVICT_BATCH;
-            n = svm_clock_pick(&p->clock, &p->pt, &ops, want, victims, states,
-                               2 * p->npages);
+            /*
+             * Nor does it give second chances then: every page kept from
+             * a loop has REF from its fill, and unmapping them all (to
+             * see their next use) costs each a MINOR fault in the next
+             * round.  The few victims needed are taken in hand order.
+             */
+            n = svm_clock_pick(&p->clock, &p->pt,
+                               streaming ? &ops_fifo : &ops, want,
+                               victims, states, 2 * p->npages);
             if (n == 0) {
                 /* everything resident is busy or stuck on a lost server */
                 if (leaving) {

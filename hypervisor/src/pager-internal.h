@@ -123,6 +123,7 @@ struct SvmPager {
     uint64_t pf_next;               /* first page past the issued windows */
     unsigned pf_depth;              /* pages in the last window */
     uint64_t pf_pending;            /* issued pages not yet walked past */
+    SvmDropBehind pf_behind;        /* what it walked past: the first victims */
 
     /* migration warm-up (migrate.c): a thread fetching the source's hot set */
     pthread_t warm_thread;
@@ -188,6 +189,8 @@ SVM_LOCAL uint64_t svm_budget_room(SvmPager *p);
 SVM_LOCAL int svm_evict_start(SvmPager *p);
 SVM_LOCAL void svm_evict_stop(SvmPager *p);
 SVM_LOCAL void svm_evict_kick(SvmPager *p);
+/* The read-ahead stream moved on: what it walked past may go now. */
+SVM_LOCAL void svm_evict_dropbehind_kick(SvmPager *p);
 SVM_LOCAL bool svm_evict_wait_below(SvmPager *p, uint64_t pages,
                                     unsigned timeout_ms);
 /* writeback.c */

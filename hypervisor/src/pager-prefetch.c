@@ -167,14 +167,17 @@ static void zero_run_add(SvmPager *p, ZeroRun *z, uint64_t page, uint8_t s)
 /*
  * Queue fills of the remote pages among pages[0..n) (free budget only).
  * Returns how many were queued; *used (may be NULL) gets how many entries
- * were looked at before the budget ran out.
+ * were looked at before the budget ran out.  filled (may be NULL, room for
+ * n) gets the pages queued or mapped zero, in order, and *nfilled their
+ * number.
  */
 static unsigned prefetch_list(SvmPager *p, const uint64_t *pages, unsigned n,
-                              const PrefetchHow *how, unsigned *used)
+                              const PrefetchHow *how, unsigned *used,
+                              uint64_t *filled, unsigned *nfilled)
 {
     PrefetchReq *r = NULL;
     SvmServer *rs = NULL;
-    unsigned queued = 0, k;
+    unsigned queued = 0, nf = 0, k;
     ZeroRun zeroes = { .n = 0 };
 
     for (k = 0; k < n; k++) {
@@ -199,6 +202,9 @@ static unsigned prefetch_list(SvmPager *p, const uint64_t *pages, unsigned n,
                 break;
             }
             zero_run_add(p, &zeroes, q, s);
+            if (filled) {
+                filled[nf++] = q;
+            }
             continue;
         }
         if ((s & (PT_BUSY | PT_WHERE_MASK | PT_ONSERVER)) != PT_ONSERVER) {
@@ -229,6 +235,9 @@ static unsigned prefetch_list(SvmPager *p, const uint64_t *pages, unsigned n,
         r->states[r->n] = s;
         r->n++;
         queued++;
+        if (filled) {
+            filled[nf++] = q;
+        }
     }
     if (r) {
         issue(p, r, rs);
@@ -236,6 +245,9 @@ static unsigned prefetch_list(SvmPager *p, const uint64_t *pages, unsigned n,
     zero_run_install(p, &zeroes);
     if (used) {
         *used = k;
+    }
+    if (nfilled) {
+        *nfilled = nf;
     }
     return queued;
 }
@@ -257,10 +269,10 @@ static int64_t stream_ahead(SvmPager *p, uint64_t page)
 
 void svm_prefetch_after_fault(SvmPager *p, uint64_t page, bool write)
 {
-    uint64_t pages[SVM_PREFETCH_MAX];
+    uint64_t pages[SVM_PREFETCH_MAX], filled[SVM_PREFETCH_MAX];
     PrefetchHow how = { .dirty = write, .marker = UINT64_MAX };
     int64_t stride = 0, ahead, first;
-    unsigned depth, n = 0, used = 0, queued;
+    unsigned depth, n = 0, used = 0, queued, nfilled = 0;
 
     if (!p->prefetch || p->nservers == 0) {
         return;
@@ -289,6 +301,8 @@ void svm_prefetch_after_fault(SvmPager *p, uint64_t page, bool write)
         }
         p->pf_pending = 0;
         first = (int64_t)page + stride;
+        /* the fill that found the stream is on it: the window continues it */
+        svm_dropbehind_add(&p->pf_behind, page, stride, 1, svm_now_ns());
     }
     if (atomic_load(&p->pf_inflight) >= SVM_PREFETCH_INFLIGHT) {
         pthread_mutex_unlock(&p->pf_lock);
@@ -315,7 +329,7 @@ void svm_prefetch_after_fault(SvmPager *p, uint64_t page, bool write)
     p->pf_depth = n ? n : SVM_PREFETCH_MIN;
     pthread_mutex_unlock(&p->pf_lock);
 
-    queued = prefetch_list(p, pages, n, &how, &used);
+    queued = prefetch_list(p, pages, n, &how, &used, filled, &nfilled);
 
     pthread_mutex_lock(&p->pf_lock);
     p->pf_pending += queued;
@@ -326,14 +340,25 @@ void svm_prefetch_after_fault(SvmPager *p, uint64_t page, bool write)
         p->pf_next = first + stride * (int64_t)used;
         p->pf_depth = used ? used : SVM_PREFETCH_MIN;
     }
+    /* only what this window filled: pages resident before were not its */
+    for (unsigned i = 0, j; i < nfilled; i = j) {
+        for (j = i + 1; j < nfilled &&
+             filled[j] == filled[j - 1] + (uint64_t)stride; j++) {
+        }
+        svm_dropbehind_add(&p->pf_behind, filled[i], stride, j - i,
+                           svm_now_ns());
+    }
     pthread_mutex_unlock(&p->pf_lock);
+    if (nfilled) {
+        svm_evict_dropbehind_kick(p);
+    }
 }
 
 unsigned svm_prefetch_pages(SvmPager *p, const uint64_t *pages, unsigned n)
 {
     PrefetchHow how = { .lazy = true, .marker = UINT64_MAX };
 
-    return prefetch_list(p, pages, n, &how, NULL);
+    return prefetch_list(p, pages, n, &how, NULL, NULL, NULL);
 }
 
 void svm_prefetch_drain(SvmPager *p)

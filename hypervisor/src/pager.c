@@ -304,6 +304,8 @@ SvmPager *svm_pager_start_sized(const SvmPagerConfig *caller_cfg,
     pthread_mutex_init(&p->pf_lock, NULL);
     pthread_mutex_init(&p->flush_lock, NULL);
     svm_prefetch_init(&p->pf_det, SVM_PREFETCH_MIN, SVM_PREFETCH_MAX);
+    /* (the evictor sets what it keeps from the budget) */
+    svm_dropbehind_init(&p->pf_behind, 0);
     svm_stripe_init(&p->stripe, p->npages, cfg->nservers, SVM_STRIPE_UNIT_PAGES);
 
     if (!check_budget(p, cfg->budget, &budget_pages, errp)) {

@@ -1,5 +1,5 @@
 /*
- * Majority-trend stride detector (see prefetch.h).  Issuing the reads is in
+ * Stride detector: dense runs, then the majority trend (see prefetch.h).  Issuing the reads is in
  * pager-prefetch.c.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -42,6 +42,28 @@ bool svm_prefetch_majority(const int64_t *v, unsigned n, int64_t *out)
     return true;
 }
 
+bool svm_prefetch_dense(const int64_t *v, unsigned n, int64_t *out)
+{
+    int64_t sign;
+    bool all_same = true;
+
+    if (n < SVM_PF_HISTORY / 2) {
+        return false;
+    }
+    sign = v[0] > 0 ? 1 : -1;
+    for (unsigned i = 0; i < n; i++) {
+        if (v[i] * sign < 1 || v[i] * sign > SVM_PF_DENSE_GAP) {
+            return false;
+        }
+        all_same &= v[i] == v[0];
+    }
+    if (all_same) {
+        return false;           /* a true stride: the majority says which */
+    }
+    *out = sign;
+    return true;
+}
+
 unsigned svm_prefetch_feed(SvmPrefetchDetector *d, uint64_t page,
                            int64_t *stride)
 {
@@ -63,7 +85,9 @@ unsigned svm_prefetch_feed(SvmPrefetchDetector *d, uint64_t page,
     }
     d->last_page = page;
 
-    if (d->ndeltas < 2 || !svm_prefetch_majority(d->deltas, d->ndeltas, &trend)) {
+    if (d->ndeltas < 2 ||
+        (!svm_prefetch_dense(d->deltas, d->ndeltas, &trend) &&
+         !svm_prefetch_majority(d->deltas, d->ndeltas, &trend))) {
         d->stride = 0;
         d->depth = d->min_depth;
         return 0;

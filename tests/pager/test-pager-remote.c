@@ -552,6 +552,43 @@ static void test_write_stream(void)
     teardown(&s);
 }
 
+/*
+ * A loop over 4x the budget: drop-behind keeps part of it resident from
+ * pass to pass (LRU and CLOCK refill every page of such a loop, the
+ * pattern that defeats them), and no write is lost on the way.
+ */
+static void test_loop_keeps_part(void)
+{
+    Setup s;
+    SvmPagerStats st0, st;
+    uint64_t npages = 16384, budget = 4096;
+
+    if (!setup(&s, 2, npages * PG, budget * PG, true, NULL)) {
+        NEED_SERVER(NULL);
+    }
+    start(&s);
+    g_assert_cmpuint(run_workers(s.ram.host, npages, 1, 1), ==, 0);
+    for (unsigned pass = 1; pass <= 3; pass++) {
+        uint64_t fetched;
+
+        st0 = test_stats(s.p);
+        for (uint64_t pg = 0; pg < npages; pg++) {
+            volatile uint64_t *m = (uint64_t *)(s.ram.host + pg * PG);
+
+            g_assert_cmphex(m[0], ==, pattern(pg, 0, pass - 1));
+            m[0] = pattern(pg, 0, pass);
+        }
+        st = test_stats(s.p);
+        fetched = st.fills_remote - st0.fills_remote;
+        g_test_message("pass %u: %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
+                       " pages fetched, %" G_GUINT64_FORMAT " evicted",
+                       pass, fetched, npages, st.evictions - st0.evictions);
+        /* at least a quarter of the budget stayed (~half does, unloaded) */
+        g_assert_cmpuint(fetched, <=, npages - budget / 4);
+    }
+    teardown(&s);
+}
+
 /* Two servers: pages striped over both; prefetch serves a sequential scan. */
 static void test_two_servers_prefetch(void)
 {
@@ -842,6 +879,7 @@ int main(int argc, char **argv)
     g_test_add_func("/pager/remote/budget-live", test_budget_live);
     g_test_add_func("/pager/remote/two-servers-prefetch", test_two_servers_prefetch);
     g_test_add_func("/pager/remote/write-stream", test_write_stream);
+    g_test_add_func("/pager/remote/loop-keeps-part", test_loop_keeps_part);
     g_test_add_func("/pager/remote/server-restart", test_server_restart);
     g_test_add_func("/pager/remote/no-back-while-down", test_no_back_while_down);
     g_test_add_func("/pager/remote/connect-errors", test_connect_errors);

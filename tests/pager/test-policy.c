@@ -1,5 +1,5 @@
 /*
- * Unit tests: CLOCK victim choice and striping.
+ * Unit tests: victim choice (CLOCK, drop-behind) and striping.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -169,6 +169,109 @@ static void test_clock_runs(void)
     svm_pt_destroy(&pt);
 }
 
+/*
+ * Drop-behind on a loop over 4x the budget, read ahead in windows: after
+ * the first round, the loop's first part stays resident and hits; the
+ * pages a window just filled, or the one before it, are never victims.
+ */
+static void test_dropbehind_loop(void)
+{
+    enum { AREA = 4096, BUDGET = 1024, WINDOW = 32 };
+    SvmPageTable pt;
+    SvmDropBehind d;
+    Rec rec = { .no_evict = UINT64_MAX };
+    SvmClockOps ops = { rec_second_chance, rec_evictable, rec_wake, &rec };
+    uint64_t v[8], resident = 0;
+    uint8_t st[8];
+
+    g_assert_true(svm_pt_init(&pt, AREA));
+    svm_dropbehind_init(&d, 2 * WINDOW);
+    for (unsigned round = 0; round < 4; round++) {
+        uint64_t fills = 0;
+
+        for (uint64_t pg = 0; pg < AREA; pg++) {
+            uint64_t filled = 0;
+
+            if (svm_pt_resident(pt.state[pg])) {
+                continue;
+            }
+            /* a miss: read ahead a window from here (what is absent) */
+            for (uint64_t q = pg; q < pg + WINDOW && q < AREA; q++) {
+                if (!svm_pt_resident(pt.state[q])) {
+                    pt.state[q] = PT_MAPPED | PT_REF;
+                    svm_dropbehind_add(&d, q, 1, 1, 0);
+                    filled++;
+                }
+            }
+            fills += filled;
+            resident += filled;
+            while (resident > BUDGET) {
+                unsigned n = svm_dropbehind_pick(&d, &pt, &ops, 8, v, st, 1024);
+
+                g_assert_cmpuint(n, >, 0);
+                for (unsigned k = 0; k < n; k++) {
+                    /* not in this window nor the one before */
+                    g_assert_true(v[k] + WINDOW <= pg || v[k] >= pg + WINDOW);
+                    g_assert_cmpuint(st[k] & PT_REF, ==, PT_REF);
+                    svm_pt_release(&pt, v[k], PT_ABSENT);
+                }
+                resident -= n;
+            }
+        }
+        /*
+         * After the first round all but about the kept windows of the
+         * budget stay and hit (LRU or CLOCK would refill every page).
+         */
+        g_assert_cmpuint(fills, <=, round ? AREA - (BUDGET - 4 * WINDOW) : AREA);
+    }
+    g_assert_cmpuint(svm_pt_count(&pt, PT_WHERE_MASK, PT_MAPPED), ==, resident);
+    svm_pt_destroy(&pt);
+}
+
+/* Only pages it was told about are offered, each once; busy ones are skipped. */
+static void test_dropbehind_offers(void)
+{
+    SvmPageTable pt;
+    SvmDropBehind d;
+    Rec rec = { .no_evict = 12 };
+    SvmClockOps ops = { rec_second_chance, rec_evictable, rec_wake, &rec };
+    uint64_t v[16];
+    uint8_t st[16];
+    unsigned n;
+
+    g_assert_true(svm_pt_init(&pt, 64));
+    for (unsigned i = 0; i < 64; i++) {
+        pt.state[i] = PT_MAPPED;
+    }
+    svm_dropbehind_init(&d, 4);
+    /* a backwards run 20,19,...,11 and then 40..43 (kept: the newest 4) */
+    svm_dropbehind_add(&d, 20, -1, 5, 1);
+    svm_dropbehind_add(&d, 15, -1, 5, 2);   /* continues it */
+    svm_dropbehind_add(&d, 40, 1, 4, 3);
+    g_assert_cmpuint(d.count, ==, 2);
+    g_assert_cmpuint(d.last_add_ns, ==, 3);
+    g_assert_cmpuint(svm_dropbehind_walked(&d), ==, 10);
+    pt.state[15] |= PT_BUSY;
+    n = svm_dropbehind_pick(&d, &pt, &ops, 16, v, st, 100);
+    /* 15 busy and 12 unevictable are passed over; in page order */
+    g_assert_cmpuint(n, ==, 8);
+    g_assert_cmpuint(v[0], ==, 11);
+    g_assert_cmpuint(v[1], ==, 13);
+    g_assert_cmpuint(v[2], ==, 14);
+    g_assert_cmpuint(v[3], ==, 16);
+    g_assert_cmpuint(v[7], ==, 20);
+    g_assert_cmpuint(pt.state[12], ==, PT_MAPPED);
+    g_assert_cmpuint(svm_dropbehind_walked(&d), ==, 0);
+    g_assert_cmpuint(svm_dropbehind_pick(&d, &pt, &ops, 16, v, st, 100), ==, 0);
+    /* the next window makes the kept ones walked: offered, not 44.. */
+    svm_dropbehind_add(&d, 44, 1, 4, 4);
+    n = svm_dropbehind_pick(&d, &pt, &ops, 16, v, st, 100);
+    g_assert_cmpuint(n, ==, 4);
+    g_assert_cmpuint(v[0], ==, 40);
+    g_assert_cmpuint(v[3], ==, 43);
+    svm_pt_destroy(&pt);
+}
+
 static void test_stripe(void)
 {
     for (unsigned ns = 1; ns <= 3; ns++) {
@@ -203,6 +306,8 @@ int main(int argc, char **argv)
     g_test_add_func("/pager/policy/clock", test_clock);
     g_test_add_func("/pager/policy/clock-waiter-woken", test_clock_waiter_woken);
     g_test_add_func("/pager/policy/clock-runs", test_clock_runs);
+    g_test_add_func("/pager/policy/dropbehind-loop", test_dropbehind_loop);
+    g_test_add_func("/pager/policy/dropbehind-offers", test_dropbehind_offers);
     g_test_add_func("/pager/stripe/mapping", test_stripe);
     return g_test_run();
 }

@@ -1,5 +1,5 @@
 /*
- * Unit tests: majority-trend stride detector.
+ * Unit tests: stride detector (dense runs, majority trend).
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -56,6 +56,29 @@ static void test_stride_backwards(void)
     g_assert_cmpint(stride, ==, -3);
 }
 
+/* +1,+2,+1,+2...: a pass over interleaved pages is a stride-1 stream */
+static void test_dense(void)
+{
+    SvmPrefetchDetector d;
+    int64_t stride = 0, v_eq[] = { 2, 2, 2, 2 }, v_far[] = { 1, 2, 9, 1 };
+    int64_t v_mixed[] = { 1, 2, -1, 2 }, out = 0;
+    unsigned depth = 0;
+    uint64_t pg = 500;
+
+    svm_prefetch_init(&d, 4, 32);
+    for (unsigned k = 0; k < 12; k++) {
+        pg -= k % 2 ? 2 : 1;
+        depth = svm_prefetch_feed(&d, pg, &stride);
+    }
+    g_assert_cmpuint(depth, >, 0);
+    g_assert_cmpint(stride, ==, -1);
+    /* all equal is a true stride (the majority's), too far or mixed is not dense */
+    g_assert_false(svm_prefetch_dense(v_eq, 4, &out));
+    g_assert_false(svm_prefetch_dense(v_far, 4, &out));
+    g_assert_false(svm_prefetch_dense(v_mixed, 4, &out));
+    g_assert_false(svm_prefetch_dense(v_far, 2, &out));
+}
+
 static void test_random(void)
 {
     SvmPrefetchDetector d;
@@ -93,6 +116,7 @@ int main(int argc, char **argv)
     g_test_add_func("/pager/prefetch/majority", test_majority);
     g_test_add_func("/pager/prefetch/sequential", test_sequential);
     g_test_add_func("/pager/prefetch/stride-backwards", test_stride_backwards);
+    g_test_add_func("/pager/prefetch/dense", test_dense);
     g_test_add_func("/pager/prefetch/random", test_random);
     g_test_add_func("/pager/prefetch/repeat-ignored", test_repeat_ignored);
     return g_test_run();
