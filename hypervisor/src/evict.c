@@ -327,15 +327,17 @@ static void *evict_thread(void *opaque)
             }
             if (b < p->npages && r > dropbehind_mark(b) + leaving) {
                 /*
-                 * Always a whole batch: these pages are done with, and
-                 * each write-protect and punch of a run costs the vCPU's
-                 * CPU a TLB-flush interrupt, whatever the run's length.
+                 * Always a whole batch of one stripe unit: these pages are
+                 * done with, and each write-protect and punch of a run
+                 * costs the vCPU's CPU a TLB-flush interrupt, whatever
+                 * the run's length.
                  */
                 want = DROPBEHIND_BATCH;
                 pthread_mutex_lock(&p->pf_lock);
                 p->pf_behind.keep = dropbehind_keep(b);
                 n = svm_dropbehind_pick(&p->pf_behind, &p->pt, &ops, want,
-                                        victims, states, DROPBEHIND_SCAN);
+                                        SVM_STRIPE_UNIT_PAGES, victims, states,
+                                        DROPBEHIND_SCAN);
                 pthread_mutex_unlock(&p->pf_lock);
                 if (n) {
                     evict_batch(p, victims, states, n);

@@ -167,20 +167,21 @@ uint64_t svm_dropbehind_walked(const SvmDropBehind *d)
  * those walked since the last offer first (upwards), then older ones
  * (downwards), so that what is offered stays one range [lo, hi).
  */
-static bool dropbehind_next(SvmDropBehindRun *r, uint32_t limit, uint64_t *page)
+static bool dropbehind_peek(const SvmDropBehindRun *r, uint32_t limit,
+                            uint64_t *page)
 {
-    uint32_t idx;
+    uint32_t lo = r->lo, hi = r->hi, idx;
 
     if (limit == 0) {
         return false;
     }
-    if (r->lo == SVM_DROPBEHIND_NONE) {
-        r->lo = r->hi = limit;
+    if (lo == SVM_DROPBEHIND_NONE) {
+        lo = hi = limit;
     }
-    if (r->hi < limit) {
-        idx = r->hi++;
-    } else if (r->lo > 0) {
-        idx = --r->lo;
+    if (hi < limit) {
+        idx = hi;
+    } else if (lo > 0) {
+        idx = lo - 1;
     } else {
         return false;
     }
@@ -188,15 +189,29 @@ static bool dropbehind_next(SvmDropBehindRun *r, uint32_t limit, uint64_t *page)
     return true;
 }
 
+/* Mark the page dropbehind_peek() returned offered. */
+static void dropbehind_take(SvmDropBehindRun *r, uint32_t limit)
+{
+    if (r->lo == SVM_DROPBEHIND_NONE) {
+        r->lo = r->hi = limit;
+    }
+    if (r->hi < limit) {
+        r->hi++;
+    } else {
+        r->lo--;
+    }
+}
+
 unsigned svm_dropbehind_pick(SvmDropBehind *d, SvmPageTable *pt,
                              const SvmClockOps *ops, unsigned want,
-                             uint64_t *victims, uint8_t *states,
-                             uint64_t max_scan)
+                             uint64_t align, uint64_t *victims,
+                             uint8_t *states, uint64_t max_scan)
 {
     uint64_t newer = 0, scanned = 0;    /* pages filled after run k */
     unsigned n = 0;
+    bool full = false;
 
-    for (unsigned k = d->count; k-- > 0 && n < want && scanned < max_scan;) {
+    for (unsigned k = d->count; k-- > 0 && n < want && scanned < max_scan && !full;) {
         SvmDropBehindRun *r = dropbehind_run(d, k);
         uint32_t limit = r->n;
         uint64_t i;
@@ -205,9 +220,14 @@ unsigned svm_dropbehind_pick(SvmDropBehind *d, SvmPageTable *pt,
             limit = r->n > d->keep - newer ? r->n - (uint32_t)(d->keep - newer) : 0;
         }
         newer += r->n;
-        while (n < want && scanned < max_scan && dropbehind_next(r, limit, &i)) {
+        while (n < want && scanned < max_scan && dropbehind_peek(r, limit, &i)) {
             uint8_t s;
 
+            if (n && align && i / align != victims[0] / align) {
+                full = true;    /* the next pick starts there */
+                break;
+            }
+            dropbehind_take(r, limit);
             scanned++;
             d->pages--;
             if (i >= pt->npages) {

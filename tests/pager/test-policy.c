@@ -206,7 +206,7 @@ static void test_dropbehind_loop(void)
             fills += filled;
             resident += filled;
             while (resident > BUDGET) {
-                unsigned n = svm_dropbehind_pick(&d, &pt, &ops, 8, v, st, 1024);
+                unsigned n = svm_dropbehind_pick(&d, &pt, &ops, 8, 0, v, st, 1024);
 
                 g_assert_cmpuint(n, >, 0);
                 for (unsigned k = 0; k < n; k++) {
@@ -252,7 +252,7 @@ static void test_dropbehind_offers(void)
     g_assert_cmpuint(d.last_add_ns, ==, 3);
     g_assert_cmpuint(svm_dropbehind_walked(&d), ==, 10);
     pt.state[15] |= PT_BUSY;
-    n = svm_dropbehind_pick(&d, &pt, &ops, 16, v, st, 100);
+    n = svm_dropbehind_pick(&d, &pt, &ops, 16, 0, v, st, 100);
     /* 15 busy and 12 unevictable are passed over; in page order */
     g_assert_cmpuint(n, ==, 8);
     g_assert_cmpuint(v[0], ==, 11);
@@ -262,13 +262,42 @@ static void test_dropbehind_offers(void)
     g_assert_cmpuint(v[7], ==, 20);
     g_assert_cmpuint(pt.state[12], ==, PT_MAPPED);
     g_assert_cmpuint(svm_dropbehind_walked(&d), ==, 0);
-    g_assert_cmpuint(svm_dropbehind_pick(&d, &pt, &ops, 16, v, st, 100), ==, 0);
+    g_assert_cmpuint(svm_dropbehind_pick(&d, &pt, &ops, 16, 0, v, st, 100), ==, 0);
     /* the next window makes the kept ones walked: offered, not 44.. */
     svm_dropbehind_add(&d, 44, 1, 4, 4);
-    n = svm_dropbehind_pick(&d, &pt, &ops, 16, v, st, 100);
+    n = svm_dropbehind_pick(&d, &pt, &ops, 16, 0, v, st, 100);
     g_assert_cmpuint(n, ==, 4);
     g_assert_cmpuint(v[0], ==, 40);
     g_assert_cmpuint(v[3], ==, 43);
+    svm_pt_destroy(&pt);
+}
+
+/* Aligned picks stay in one block (one server's stripe unit) each. */
+static void test_dropbehind_aligned(void)
+{
+    SvmPageTable pt;
+    SvmDropBehind d;
+    Rec rec = { .no_evict = UINT64_MAX };
+    SvmClockOps ops = { rec_second_chance, rec_evictable, rec_wake, &rec };
+    uint64_t v[64];
+    uint8_t st[64];
+    static const unsigned want_n[] = { 12, 16, 12, 0 };
+    static const uint64_t want_first[] = { 128, 112, 100 };
+
+    g_assert_true(svm_pt_init(&pt, 256));
+    for (unsigned i = 0; i < 256; i++) {
+        pt.state[i] = PT_MAPPED;
+    }
+    svm_dropbehind_init(&d, 0);
+    svm_dropbehind_add(&d, 100, 1, 40, 0);
+    for (unsigned k = 0; k < G_N_ELEMENTS(want_n); k++) {
+        unsigned n = svm_dropbehind_pick(&d, &pt, &ops, 64, 16, v, st, 1000);
+
+        g_assert_cmpuint(n, ==, want_n[k]);
+        for (unsigned i = 0; i < n; i++) {
+            g_assert_cmpuint(v[i], ==, want_first[k] + i);
+        }
+    }
     svm_pt_destroy(&pt);
 }
 
@@ -308,6 +337,7 @@ int main(int argc, char **argv)
     g_test_add_func("/pager/policy/clock-runs", test_clock_runs);
     g_test_add_func("/pager/policy/dropbehind-loop", test_dropbehind_loop);
     g_test_add_func("/pager/policy/dropbehind-offers", test_dropbehind_offers);
+    g_test_add_func("/pager/policy/dropbehind-aligned", test_dropbehind_aligned);
     g_test_add_func("/pager/stripe/mapping", test_stripe);
     return g_test_run();
 }
