@@ -15,7 +15,9 @@
  * MINOR the demand fault on the first page past the window does that.
  * Pages the stream walked past count as prefetch hits.  Never-written
  * pages ahead of a writing stream are mapped zero and writable at once
- * (no network trip; the writer takes no fault on them either).
+ * (no network trip; the writer takes no fault on them either), except the
+ * middle one: it stays a hole, and its zero fill is the marker.  The pages
+ * a stream filled are what drop-behind evicts first (policy.h).
  *
  * svm_prefetch_pages() (migration warm-up) keeps the lazy form with MINOR:
  * pages go into the page cache and their first use counts the hit.
@@ -188,8 +190,15 @@ static unsigned prefetch_list(SvmPager *p, const uint64_t *pages, unsigned n,
         if (how->dirty && (s & (PT_BUSY | PT_WHERE_MASK | PT_ONSERVER)) == 0) {
             /*
              * Never written, ahead of a writing stream: map it zero and
-             * writable now, so the writer does not fault on it.
+             * writable now, so the writer does not fault on it.  The
+             * marker is left a hole: its (cheap, zero) fault issues the
+             * next window while half of this one is still ahead, as a
+             * MINOR marker does; otherwise the writer would catch up with
+             * that window's mapping at every window's end.
              */
+            if (q == how->marker) {
+                continue;
+            }
             if (!svm_pt_try_own(&p->pt, q, &s, false)) {
                 continue;
             }
