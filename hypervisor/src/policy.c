@@ -178,6 +178,10 @@ static bool dropbehind_peek(const SvmDropBehindRun *r, uint32_t limit,
     if (lo == SVM_DROPBEHIND_NONE) {
         lo = hi = limit;
     }
+    /*
+     * (limit can drop below lo when compacting the ring drops newer runs
+     * offered whole; what lies below lo was walked all the same)
+     */
     if (hi < limit) {
         idx = hi;
     } else if (lo > 0) {

@@ -272,6 +272,63 @@ static void test_dropbehind_offers(void)
     svm_pt_destroy(&pt);
 }
 
+/*
+ * More runs than the ring holds: the oldest are forgotten (never offered),
+ * compacting drops runs offered whole, and the newest `keep` pages are
+ * never offered, whatever the ring went through.
+ */
+static void test_dropbehind_ring(void)
+{
+    enum { RUNS = SVM_DROPBEHIND_RUNS + 100, KEEP = 10 };
+    SvmPageTable pt;
+    SvmDropBehind d;
+    Rec rec = { .no_evict = UINT64_MAX };
+    SvmClockOps ops = { rec_second_chance, rec_evictable, rec_wake, &rec };
+    uint64_t v[64], added = 0;
+    uint8_t st[64];
+    unsigned n;
+
+    g_assert_true(svm_pt_init(&pt, 4 * RUNS));
+    for (uint64_t i = 0; i < 4 * RUNS; i++) {
+        pt.state[i] = PT_MAPPED;
+    }
+    svm_dropbehind_init(&d, KEEP);
+    /* one-page runs at even pages: none continues the one before */
+    for (; added < RUNS; added++) {
+        svm_dropbehind_add(&d, 2 * added, 1, 1, added);
+    }
+    g_assert_cmpuint(d.count, ==, SVM_DROPBEHIND_RUNS);
+    g_assert_cmpuint(svm_dropbehind_walked(&d), ==, SVM_DROPBEHIND_RUNS - KEEP);
+    /* offer some, then overflow again: compacting makes the room */
+    n = svm_dropbehind_pick(&d, &pt, &ops, 64, 0, v, st, 1000);
+    g_assert_cmpuint(n, ==, 64);
+    for (unsigned k = 0; k < n; k++) {
+        g_assert_cmpuint(v[k], >=, 2 * (RUNS - SVM_DROPBEHIND_RUNS));   /* forgotten */
+        g_assert_cmpuint(v[k], <, 2 * (RUNS - KEEP));                   /* kept */
+        svm_pt_release(&pt, v[k], PT_ABSENT);
+    }
+    for (; added < RUNS + 64; added++) {
+        svm_dropbehind_add(&d, 2 * added, 1, 1, added);
+    }
+    for (;;) {
+        n = svm_dropbehind_pick(&d, &pt, &ops, 64, 0, v, st, 1000);
+        if (n == 0) {
+            break;
+        }
+        for (unsigned k = 0; k < n; k++) {
+            g_assert_cmpuint(v[k], <, 2 * (added - KEEP));
+            g_assert_cmpuint(v[k] % 2, ==, 0);
+            svm_pt_release(&pt, v[k], PT_ABSENT);
+        }
+    }
+    /* the kept pages are all still there */
+    for (uint64_t a = added - KEEP; a < added; a++) {
+        g_assert_cmpuint(pt.state[2 * a], ==, PT_MAPPED);
+    }
+    g_assert_cmpuint(svm_dropbehind_walked(&d), ==, 0);
+    svm_pt_destroy(&pt);
+}
+
 /* Aligned picks stay in one block (one server's stripe unit) each. */
 static void test_dropbehind_aligned(void)
 {
@@ -338,6 +395,7 @@ int main(int argc, char **argv)
     g_test_add_func("/pager/policy/dropbehind-loop", test_dropbehind_loop);
     g_test_add_func("/pager/policy/dropbehind-offers", test_dropbehind_offers);
     g_test_add_func("/pager/policy/dropbehind-aligned", test_dropbehind_aligned);
+    g_test_add_func("/pager/policy/dropbehind-ring", test_dropbehind_ring);
     g_test_add_func("/pager/stripe/mapping", test_stripe);
     return g_test_run();
 }
