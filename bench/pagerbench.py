@@ -17,7 +17,10 @@
                   still on the source
   pagerbench.py workload --mode local|splitvm --run CMDS [--budget SIZE]
                 [--servers ...] [--mem 1G]
-      run guest workloads (memscan, memrand) and report their results.
+      run guest workloads (memscan, memrand) and report their results, and
+      the CPU seconds the workloads cost by thread role (vCPU, pager
+      threads, memory client threads, other QEMU threads, memory servers)
+      with the pager's CPU per page moved.
 
 Prints "result NAME VALUE UNIT" lines on stdout (bench/lib.sh's
 bench_result reads them), logs on stderr.  Host and guest synchronise on a
@@ -36,6 +39,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 _TESTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests")
@@ -382,12 +386,156 @@ def touch_postcopy(args, tmp, stack, acc, tag):
     result(f"{prefix}_sent_before_switch_mib", ram0.get("transferred", 0) // MIB, "MiB")
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_stat(path):
+    """(comm, ppid, CPU seconds) from a /proc stat file, or None if gone."""
+    try:
+        with open(path) as f:
+            st = f.read()
+    except OSError:
+        return None
+    comm = st[st.index("(") + 1:st.rindex(")")]
+    fields = st[st.rindex(")") + 2:].split()
+    # fields[0] is field 3 (state): ppid is field 4, utime/stime 14/15
+    return comm, int(fields[1]), (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def all_pids():
+    return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+
+
+def find_qemu(root):
+    """The QEMU process run-guest (pid root) started, or None."""
+    parent = {}
+    for pid in all_pids():
+        st = proc_stat(f"/proc/{pid}/stat")
+        if st:
+            parent[pid] = (st[1], st[0])
+    for pid, (_, comm) in parent.items():
+        if not comm.startswith("qemu-system"):
+            continue
+        p = pid
+        while p in parent and p != root:
+            p = parent[p][0]
+        if p == root:
+            return pid
+    return None
+
+
+def find_memservers(servers):
+    """PIDs of the memory servers listening on the --servers addresses."""
+    want = [a.split(":", 1)[1] for a in (servers or "").split(",") if ":" in a]
+    found = []
+    for pid in all_pids():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith("splitvm-memserver") and \
+                any(a in argv for a in want):
+            found.append(pid)
+    return found
+
+
+def thread_role(comm):
+    if comm.startswith("CPU "):
+        return "vcpu"               # QEMU's vCPU threads (debug-threads=on)
+    if comm == "svm-memclient":
+        return "memclient"          # completions of the memory clients
+    if comm.startswith("svm-"):
+        return "pager"              # fault, evict, retry, warm-up threads
+    return "qemu_other"
+
+
+class CpuSampler:
+    """CPU seconds of the guest's QEMU threads by role, and of the memory
+    servers, from the guest's READY line on (the workload's, not the
+    boot's) to the last sample before QEMU exits (every 0.2 s).  A thread
+    that ends (the pager's, at shutdown) counts with its last sample."""
+
+    def __init__(self, guest, servers):
+        self.guest, self.servers = guest, servers
+        self.seen = {}              # (kind, id) -> (role, CPU seconds)
+        self.start = None           # self.seen at the READY line
+        self.start_t = self.last_t = None
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _ready(self):
+        with contextlib.suppress(OSError), open(self.guest.serial, errors="replace") as f:
+            return "SPLITVM-GUEST-READY" in f.read()
+        return False
+
+    def _sample(self, qemu, servers):
+        tids = os.listdir(f"/proc/{qemu}/task")     # OSError once QEMU is gone
+        for tid in tids:
+            st = proc_stat(f"/proc/{qemu}/task/{tid}/stat")
+            if st:
+                self.seen[("thread", tid)] = (thread_role(st[0]), st[2])
+        for pid in servers:
+            st = proc_stat(f"/proc/{pid}/stat")
+            if st:
+                self.seen[("server", pid)] = ("memservers", st[2])
+
+    def _run(self):
+        qemu = servers = None
+        while not self.done.wait(0.2):
+            try:
+                if qemu is None:
+                    qemu = find_qemu(self.guest.proc.pid)
+                    servers = find_memservers(self.servers)
+                    continue
+                if self.start is None and not self._ready():
+                    continue
+                self._sample(qemu, servers)
+            except OSError:
+                return      # QEMU exited
+            if self.start is None:
+                self.start, self.start_t = dict(self.seen), time.monotonic()
+            else:
+                self.last_t = time.monotonic()
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+
+    def report(self, stats):
+        """result lines; stats: the StatsSampler's samples (or None)."""
+        if self.start is None or self.last_t is None:
+            log("cpu: no samples of the workload (QEMU or READY not found)")
+            return
+        spent = {}
+        for key, (role, sec) in self.seen.items():
+            before = self.start.get(key, (role, 0.0))[1]
+            spent[role] = spent.get(role, 0.0) + sec - before
+        result("cpu_window_s", f"{self.last_t - self.start_t:.2f}", "s")
+        for role in ("vcpu", "pager", "memclient", "qemu_other", "memservers"):
+            if role in spent:
+                result(f"cpu_{role}_s", f"{spent[role]:.2f}", "s")
+        if not stats:
+            return
+        before = [x for x in stats if x["t"] <= self.start_t] or stats[:1]
+        after = [x for x in stats if x["t"] <= self.last_t] or stats[-1:]
+        moved = sum(after[-1][k] - before[-1][k] for k in ("fills-remote", "writebacks"))
+        if moved > 0:
+            us = sum(spent.get(r, 0.0) for r in ("pager", "memclient", "memservers"))
+            result("cpu_per_page_moved_us", f"{us / moved * 1e6:.2f}", "us")
+            result("pages_moved", moved, "pages")
+
+
 def workload(args, tmp, stack):
     if args.mode == "local":
         qargs = memfd_args(args.mem)
     else:
         qargs = remote_args(args, args.budget)
+    # named vCPU threads, for the CPU accounting
+    qargs = list(qargs) + ["-name", "pagerbench,debug-threads=on"]
     g = Guest(stack, tmp, f"wl-{args.mode}", args.run, qargs, args.mem, args.deadline)
+    cpu = CpuSampler(g, args.servers if args.mode == "splitvm" else None)
     sampler = None
     if args.mode == "splitvm":
         try:
@@ -395,6 +543,7 @@ def workload(args, tmp, stack):
         except OSError as e:
             svmtest.fail(f"QMP of the guest: {e}")
     res = g.finish()
+    cpu.stop()
     if sampler:
         sampler.stop()
     for name, runs in res.items():
@@ -404,6 +553,7 @@ def workload(args, tmp, stack):
     if sampler and sampler.samples:
         for k in STATS_KEYS:
             result(f"pager_{k.replace('-', '_')}", sampler.samples[-1][k], "count")
+    cpu.report(sampler.samples if sampler else None)
 
 
 def main():

@@ -222,6 +222,13 @@ for pct in $points; do
         v=$(bench_result "$out" "pager_$n")
         [ -n "$v" ] && echo "metric pager_${n}_$tag $v pages"
     done
+    # CPU the workloads cost (boot excluded), by thread role
+    for n in vcpu pager memclient memservers; do
+        v=$(bench_result "$out" "cpu_${n}_s")
+        [ -n "$v" ] && echo "metric cpu_${n}_s_$tag $v s"
+    done
+    v=$(bench_result "$out" cpu_per_page_moved_us)
+    [ -n "$v" ] && echo "metric cpu_per_page_moved_us_$tag $v us"
 done
 local_out2=$(pagerbench workload --mode local --mem "${RAM_MIB}M" --run "$wl")
 grep '^metric pagerbench_failed' <<<"$local_out2" || true
@@ -229,6 +236,10 @@ mean() { # A B: their mean, or the one that is there
     awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "") printf "%.4f", (a + b) / 2;
                                      else if (a != "") print a; else if (b != "") print b }'
 }
+v=$(bench_result "$local_out" cpu_vcpu_s)
+[ -n "$v" ] && echo "metric cpu_vcpu_s_local_before $v s"
+v=$(bench_result "$local_out2" cpu_vcpu_s)
+[ -n "$v" ] && echo "metric cpu_vcpu_s_local_after $v s"
 s1=$(bench_result "$local_out" memscan_seconds)
 s2=$(bench_result "$local_out2" memscan_seconds)
 r1=$(bench_result "$local_out" memrand_ops_per_sec)

@@ -498,5 +498,6 @@ uint64_t svm_pager_warm(SvmPager *p, const uint8_t *bits, size_t len)
         g_clear_pointer(&p->warm_bits, g_free);
         return 0;
     }
+    pthread_setname_np(p->warm_thread, "svm-warm");
     return MIN(hot, room);
 }
