@@ -27,6 +27,8 @@
 #define EVICT_DEPTH 8
 /* victims per drop-behind pick: one write-back batch */
 #define DROPBEHIND_BATCH SVM_WRITEBACK_MAX
+/* (the victims array holds a pick of either kind) */
+G_STATIC_ASSERT(SVM_EVICT_BATCH <= DROPBEHIND_BATCH);
 /* walked pages looked at per drop-behind pick (most are resident) */
 #define DROPBEHIND_SCAN 1024
 /* a stream that issued a window this recently is still going */
