@@ -203,7 +203,7 @@ bench_log "slowdown curve: '$wl' in a $RAM_MIB MiB guest"
 local_out=$(pagerbench workload --mode local --mem "${RAM_MIB}M" --run "$wl")
 grep '^metric pagerbench_failed' <<<"$local_out" || true
 points="100 50 25 12.5"
-declare -A scan rand
+declare -A scan rand cpu_row
 for pct in $points; do
     budget=$(awk -v m="$RAM_MIB" -v p="$pct" 'BEGIN { printf "%d", m * p / 100 }')
     tag=${pct/./_}pct
@@ -223,9 +223,11 @@ for pct in $points; do
         [ -n "$v" ] && echo "metric pager_${n}_$tag $v pages"
     done
     # CPU the workloads cost (boot excluded), by thread role
+    cpu_row[$pct]="$pct%"
     for n in vcpu pager memclient memservers; do
         v=$(bench_result "$out" "cpu_${n}_s")
         [ -n "$v" ] && echo "metric cpu_${n}_s_$tag $v s"
+        cpu_row[$pct]+=" ${v:-0}"
     done
     v=$(bench_result "$out" cpu_per_page_moved_us)
     [ -n "$v" ] && echo "metric cpu_per_page_moved_us_$tag $v us"
@@ -250,6 +252,14 @@ echo "metric memrand_ops_per_sec_local_before ${r1:-nan} ops/s"
 echo "metric memrand_ops_per_sec_local_after ${r2:-nan} ops/s"
 scan_local=$(mean "$s1" "$s2")
 rand_local=$(mean "$r1" "$r2")
+cpu_dat=$pdata/cpu.dat
+{
+    echo "# point vcpu pager memclient memservers (CPU seconds of the workloads)"
+    echo "all-local $(bench_result "$local_out" cpu_vcpu_s) 0 0 0"
+    for pct in $points; do
+        echo "${cpu_row[$pct]}"
+    done
+} >"$cpu_dat"
 curve=$pdata/slowdown.dat
 echo "# budget_pct memscan_slowdown memrand_slowdown" >"$curve"
 for pct in $points; do
@@ -286,6 +296,21 @@ set key top right
 plot "$curve" using 1:2 with linespoints lw 2 pt 7 title "memscan (time)", \
      "$curve" using 1:3 with linespoints lw 2 pt 5 title "memrand (1/ops per s)", \
      "+" using (25):(1.3) with points pt 2 ps 2 lc rgb "red" title "goal: memscan at 25 % <= 1.3x"
+EOF
+gnuplot <<EOF || bench_log "gnuplot failed (CPU plot)"
+set terminal pngcairo noenhanced size 900,550 font ",10"
+set output "$report_dir/pager-cpu.png"
+set title "CPU seconds of memscan + memrand by thread role (boot excluded)"
+set xlabel "local budget, % of the guest RAM"
+set ylabel "CPU seconds"
+set style data histograms
+set style histogram rowstacked
+set style fill solid 0.8 border -1
+set boxwidth 0.6
+set grid ytics
+set key top left
+plot "$cpu_dat" using 2:xtic(1) title "vCPU", "" using 3 title "pager threads", \
+     "" using 4 title "memory clients", "" using 5 title "memory servers"
 EOF
 cdfs=$(ls "$pdata"/*.cdf 2>/dev/null || true)
 if [ -n "$cdfs" ]; then
