@@ -25,8 +25,15 @@
 
 /* write-back batches of dirty victims on the wire at once */
 #define EVICT_DEPTH 8
-/* victims per drop-behind pick: one write-back batch */
-#define DROPBEHIND_BATCH SVM_WRITEBACK_MAX
+/*
+ * Victims per drop-behind pick: four stripe units (so four write-back
+ * batches, alternating servers).  Each punch and write-protect of a run
+ * costs a TLB-shootdown IPI to the vCPU's CPU whatever the run's length;
+ * a clean pick of four units is one punch instead of four.
+ */
+#define DROPBEHIND_ALIGN (4 * SVM_STRIPE_UNIT_PAGES)
+#define DROPBEHIND_BATCH DROPBEHIND_ALIGN
+G_STATIC_ASSERT(DROPBEHIND_BATCH >= SVM_WRITEBACK_MAX);
 /* (the victims array holds a pick of either kind) */
 G_STATIC_ASSERT(SVM_EVICT_BATCH <= DROPBEHIND_BATCH);
 /* walked pages looked at per drop-behind pick (most are resident) */
@@ -329,16 +336,16 @@ static void *evict_thread(void *opaque)
             }
             if (b < p->npages && r > dropbehind_mark(b) + leaving) {
                 /*
-                 * Always a whole batch of one stripe unit: these pages are
-                 * done with, and each write-protect and punch of a run
-                 * costs the vCPU's CPU a TLB-flush interrupt, whatever
-                 * the run's length.
+                 * Always a whole pick of DROPBEHIND_ALIGN pages: these
+                 * pages are done with, and each write-protect and punch
+                 * of a run costs the vCPU's CPU a TLB-flush interrupt,
+                 * whatever the run's length.
                  */
                 want = DROPBEHIND_BATCH;
                 pthread_mutex_lock(&p->pf_lock);
                 p->pf_behind.keep = dropbehind_keep(b);
                 n = svm_dropbehind_pick(&p->pf_behind, &p->pt, &ops, want,
-                                        SVM_STRIPE_UNIT_PAGES, victims, states,
+                                        DROPBEHIND_ALIGN, victims, states,
                                         DROPBEHIND_SCAN);
                 pthread_mutex_unlock(&p->pf_lock);
                 if (n) {

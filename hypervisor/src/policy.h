@@ -104,9 +104,8 @@ uint64_t svm_dropbehind_walked(const SvmDropBehind *d);
 /*
  * Pick up to `want` victims among the walked pages, newest run first,
  * looking at most at max_scan pages (each is offered once).  With align,
- * all victims lie in one aligned block of that many pages (one memory
- * server's stripe unit: one write-back batch, one write-protect and one
- * punch per pick).  The REF bit is ignored: the stream's own fill set it.
+ * all victims lie in one aligned block of that many pages (a few
+ * stripe units: few write-protects and punches per pick).  The REF bit is ignored: the stream's own fill set it.
  * Victims are returned owned (BUSY) with their previous state in
  * states[], in page order.
  */
