@@ -195,12 +195,14 @@ int main(int argc, char **argv)
     }
     SvmStoreInfo si;
     svm_store_info(store, &si);
-    g_message("listening on %s:%s (port %d), capacity %" G_GUINT64_FORMAT " pages, %s backing%s%s, "
+    g_message("listening on %s:%s (port %d), capacity %" G_GUINT64_FORMAT " pages, %s backing%s%s%s, "
               "%u workers, %u VMs known, %" G_GUINT64_FORMAT " pages stored",
               tops->name, cfg.listen, svm_server_port(srv), si.capacity_pages,
               cfg.backing == SVM_BACKING_FILE ? "file" :
               cfg.backing == SVM_BACKING_HUGETLB ? "hugetlbfs" : "anonymous",
               cfg.backing_path ? " " : "", cfg.backing_path ? cfg.backing_path : "",
+              cfg.backing == SVM_BACKING_ANON && !tpool ?
+              (si.huge_pages ? " (transparent huge pages)" : " (4 KiB pages: no THP)") : "",
               cfg.workers, g_hash_table_size(sctx.secrets->vms), si.pages_stored);
 
     int sig;

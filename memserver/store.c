@@ -38,6 +38,7 @@
 #define LEAF_ENTRIES    (1u << LEAF_SHIFT)
 #define EXTENT_BYTES    ((size_t)SVM_EXTENT_PAGES * SVM_WIRE_PAGE_SIZE)
 #define EXTENT_FULL     UINT64_MAX
+#define POOL_ALIGN      ((size_t)2 << 20)   /* a huge page */
 #define RMAP_PAGE_BITS  40u
 #define RMAP_PAGE_MASK  ((UINT64_C(1) << RMAP_PAGE_BITS) - 1)
 
@@ -104,6 +105,7 @@ struct SvmStore {
     uint64_t ext_free_count, extents_used;
     uint64_t pages_stored;          /* atomic */
     bool pool_external;             /* svm_store_open_in: not ours to unmap */
+    bool pool_thp;                  /* anonymous pool in transparent huge pages */
     void (*extent_released)(void *opaque, uint64_t extent);
     void *extent_opaque;
     SvmNs *ns[SVM_STORE_MAX_NS];
@@ -396,6 +398,38 @@ SvmStore *svm_store_open_in(uint64_t capacity, void *pool, GError **errp)
     return store_open(capacity, SVM_BACKING_ANON, NULL, pool, errp);
 }
 
+/*
+ * An anonymous pool, 2 MiB aligned and marked for transparent huge pages:
+ * every page written for the first time would otherwise cost a fault (and
+ * under nested paging an exit as well) inside the write path; with huge
+ * pages that is one per 2 MiB.  Discarded extents are still given back
+ * (the kernel splits the huge page).  *thp says whether the kernel took
+ * the advice (it refuses without CONFIG_TRANSPARENT_HUGEPAGE).
+ */
+static uint8_t *map_anon_pool(size_t len, bool *thp)
+{
+    size_t slack = POOL_ALIGN;
+    uint8_t *raw = mmap(NULL, len + slack, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    uint8_t *pool;
+    size_t head;
+
+    *thp = false;
+    if (raw == MAP_FAILED) {
+        return MAP_FAILED;
+    }
+    pool = (uint8_t *)(((uintptr_t)raw + POOL_ALIGN - 1) & ~(uintptr_t)(POOL_ALIGN - 1));
+    head = (size_t)(pool - raw);
+    if (head) {
+        munmap(raw, head);
+    }
+    if (slack - head) {
+        munmap(pool + len, slack - head);
+    }
+    *thp = madvise(pool, len, MADV_HUGEPAGE) == 0;
+    return pool;
+}
+
 static SvmStore *store_open(uint64_t capacity, SvmBacking backing, const char *path,
                             void *external_pool, GError **errp)
 {
@@ -459,13 +493,14 @@ static SvmStore *store_open(uint64_t capacity, SvmBacking backing, const char *p
         st->meta = mmap(NULL, st->meta_len, PROT_READ | PROT_WRITE, MAP_SHARED,
                         st->meta_fd, 0);
     } else {
-        int flags = MAP_PRIVATE | MAP_ANONYMOUS;
-        flags |= backing == SVM_BACKING_HUGETLB ? MAP_HUGETLB : MAP_NORESERVE;
         if (external_pool) {
             st->pool = external_pool;
             st->pool_external = true;
+        } else if (backing == SVM_BACKING_HUGETLB) {
+            st->pool = mmap(NULL, st->pool_len, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
         } else {
-            st->pool = mmap(NULL, st->pool_len, PROT_READ | PROT_WRITE, flags, -1, 0);
+            st->pool = map_anon_pool(st->pool_len, &st->pool_thp);
         }
         st->meta = mmap(NULL, st->meta_len, PROT_READ | PROT_WRITE,
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -605,6 +640,7 @@ void svm_store_info(SvmStore *st, SvmStoreInfo *info)
     info->extents_total = st->nextents;
     info->extents_used = st->extents_used;
     info->namespaces = st->nns;
+    info->huge_pages = st->backing == SVM_BACKING_HUGETLB || st->pool_thp;
     uint64_t meta = sizeof(*st) + st->ext_hwm * sizeof(Extent);
     for (unsigned i = 0; i < SVM_STORE_MAX_NS; i++) {
         SvmNs *ns = st->ns[i];

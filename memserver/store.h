@@ -36,6 +36,7 @@ typedef struct SvmStoreInfo {
     uint64_t extents_total, extents_used;
     uint64_t namespaces;
     uint64_t metadata_bytes;        /* tables the store keeps in memory */
+    bool huge_pages;                /* pool in huge pages (hugetlbfs or THP) */
 } SvmStoreInfo;
 
 typedef struct SvmNsInfo {

@@ -335,6 +335,48 @@ static void test_metadata_overhead(void)
     svm_store_close(st);
 }
 
+/*
+ * The anonymous pool is mapped 2 MiB aligned for huge pages, whatever its
+ * size: every page of a pool that ends inside a huge page is usable, and
+ * discarding an extent inside a huge page (the kernel splits it) keeps
+ * every other page.
+ */
+static void test_huge_page_pool(void)
+{
+    g_autoptr(GError) err = NULL;
+    const uint64_t npages = 2 * 512 + 3 * 64;     /* 2 MiB * 2 + 3 extents */
+    SvmStore *st = svm_store_open(npages * PAGE, SVM_BACKING_ANON, NULL, &err);
+    g_assert_no_error(err);
+    SvmNs *ns = attach(st, "vm1", npages, 0);
+    SvmStoreInfo info;
+
+    svm_store_info(st, &info);
+    if (g_file_test("/sys/kernel/mm/transparent_hugepage/enabled", G_FILE_TEST_EXISTS)) {
+        g_assert_true(info.huge_pages);
+    }
+    for (uint64_t p = 0; p < npages; p++) {
+        g_assert_cmpint(put(st, ns, p, 5), ==, SVM_ST_OK);
+    }
+    g_assert_cmpint(put(st, ns, 0, 5), ==, SVM_ST_OK);     /* overwrite: fits */
+    /* Pages 64..127 filled the second extent, inside the first huge page. */
+    for (uint64_t p = 64; p < 128; p++) {
+        g_assert_cmpint(svm_store_discard(st, ns, 0, &p, 1, msg, sizeof(msg)), ==,
+                        SVM_ST_OK);
+    }
+    svm_store_info(st, &info);
+    g_assert_cmpuint(info.pages_stored, ==, npages - 64);
+    for (uint64_t p = 0; p < npages; p++) {
+        g_assert_true(holds(st, ns, p, p >= 64 && p < 128 ? 0 : 5));
+    }
+    for (uint64_t p = 64; p < 128; p++) {
+        g_assert_cmpint(put(st, ns, p, 6), ==, SVM_ST_OK);
+        g_assert_true(holds(st, ns, p, 6));
+    }
+    g_assert_true(holds(st, ns, npages - 1, 5));
+    svm_store_detach(st, ns);
+    svm_store_close(st);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -345,5 +387,6 @@ int main(int argc, char **argv)
     g_test_add_func("/store/attach-rules", test_attach_rules);
     g_test_add_func("/store/file-persistence", test_file_persistence);
     g_test_add_func("/store/metadata-overhead", test_metadata_overhead);
+    g_test_add_func("/store/huge-page-pool", test_huge_page_pool);
     return g_test_run();
 }
