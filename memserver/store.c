@@ -408,8 +408,7 @@ SvmStore *svm_store_open_in(uint64_t capacity, void *pool, GError **errp)
  */
 static uint8_t *map_anon_pool(size_t len, bool *thp)
 {
-    size_t slack = POOL_ALIGN;
-    uint8_t *raw = mmap(NULL, len + slack, PROT_READ | PROT_WRITE,
+    uint8_t *raw = mmap(NULL, len + POOL_ALIGN, PROT_READ | PROT_WRITE,
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     uint8_t *pool;
     size_t head;
@@ -423,8 +422,8 @@ static uint8_t *map_anon_pool(size_t len, bool *thp)
     if (head) {
         munmap(raw, head);
     }
-    if (slack - head) {
-        munmap(pool + len, slack - head);
+    if (POOL_ALIGN - head) {
+        munmap(pool + len, POOL_ALIGN - head);
     }
     *thp = madvise(pool, len, MADV_HUGEPAGE) == 0;
     return pool;

@@ -44,7 +44,6 @@ typedef struct WbBatch {
     unsigned n;
     uint64_t pages[SVM_WRITEBACK_MAX];
     uint8_t states[SVM_WRITEBACK_MAX];
-    bool wp[SVM_WRITEBACK_MAX];         /* write-protected by the freeze */
     bool frozen[SVM_WRITEBACK_MAX];     /* may be copied: protected or unmapped */
     bool copied[SVM_WRITEBACK_MAX];     /* buf holds it; after the answer: written */
     const void *bufs[SVM_WRITEBACK_MAX];    /* read by the client until done */
@@ -134,9 +133,15 @@ static uint64_t slot_page(const WbSlot *s)
     return s->batch->pages[s->idx];
 }
 
+/* Mapped pages are write-protected by the freeze; the others need not be. */
+static bool batch_page_mapped(const WbBatch *b, unsigned idx)
+{
+    return svm_pt_where(b->states[idx]) == PT_MAPPED;
+}
+
 static bool slot_mapped(const WbSlot *s)
 {
-    return svm_pt_where(s->batch->states[s->idx]) == PT_MAPPED;
+    return batch_page_mapped(s->batch, s->idx);
 }
 
 /*
@@ -171,10 +176,7 @@ static int freeze_round(SvmWbPipe *w)
             }
         }
         for (unsigned k = i; k < j; k++) {
-            WbBatch *b = w->slots[k].batch;
-
-            b->wp[w->slots[k].idx] = mapped && ok;
-            b->frozen[w->slots[k].idx] = ok;
+            w->slots[k].batch->frozen[w->slots[k].idx] = ok;
         }
     }
     return err;
@@ -305,7 +307,7 @@ static void batch_release(SvmWbPipe *w, WbBatch *b)
 
         if (!b->copied[i]) {
             /* still dirty; undoing our write-protect also wakes writers */
-            if (b->wp[i]) {
+            if (b->frozen[i] && batch_page_mapped(b, i)) {
                 svm_uffd_writeprotect(p->uffd, svm_page_addr(p, page),
                                       SVM_PAGE, false, false);
             }
@@ -332,7 +334,6 @@ static void batch_release(SvmWbPipe *w, WbBatch *b)
     w->in_flight -= b->n;
     b->n = 0;
     b->busy = false;
-    b->sent = false;
     b->done = false;
     if (w->evict && acked) {
         svm_budget_unreserve(p, acked);     /* wakes fills waiting for room */
@@ -435,9 +436,7 @@ int svm_wbpipe_add(SvmWbPipe *w, uint64_t page, uint8_t state)
         }
         b = free_batch(w);
         b->server = s;
-        b->n = 0;
         b->status = 0;
-        b->sent = false;
         b->round = w->round;
         b->busy = true;
         w->open[w->nopen++] = b;
