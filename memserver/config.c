@@ -351,7 +351,8 @@ void svm_secrets_free(SvmSecrets *s)
 bool svm_server_config_load(const char *path, SvmServerConfig *cfg, GError **errp)
 {
     static const char *const keys[] = {
-        "listen", "capacity", "backing", "secrets", "workers", "transport", NULL
+        "listen", "capacity", "backing", "secrets", "workers", "transport", "prealloc",
+        NULL
     };
     g_autofree char *text = NULL;
     g_autofree char *dir = g_path_get_dirname(path);
@@ -388,6 +389,7 @@ bool svm_server_config_load(const char *path, SvmServerConfig *cfg, GError **err
     GETV(secrets);
     GETV(workers);
     GETV(transport);
+    GETV(prealloc);
 #undef GETV
     if (transport_v && !cfg->transport) {
         cfg->transport = g_strdup(transport_v);
@@ -423,6 +425,18 @@ bool svm_server_config_load(const char *path, SvmServerConfig *cfg, GError **err
             return false;
         }
         cfg->workers = (unsigned)w;
+    }
+    if (prealloc_v && !cfg->prealloc) {
+        if (!g_ascii_strcasecmp(prealloc_v, "true") || !strcmp(prealloc_v, "1") ||
+            !g_ascii_strcasecmp(prealloc_v, "yes")) {
+            cfg->prealloc = true;
+        } else if (g_ascii_strcasecmp(prealloc_v, "false") && strcmp(prealloc_v, "0") &&
+                   g_ascii_strcasecmp(prealloc_v, "no")) {
+            g_set_error(errp, SVM_CONFIG_ERROR, 0,
+                        "%s:%d: [server] key 'prealloc': '%s' is not true or false",
+                        path, find_line(text, "server", "prealloc"), prealloc_v);
+            return false;
+        }
     }
     return true;
 }

@@ -35,6 +35,7 @@ typedef struct SvmServerConfig {
     char *secrets_path;
     unsigned workers;               /* 0 = unset */
     char *transport;                /* "tcp" or "rdma"; NULL = unset (tcp) */
+    bool prealloc;                  /* reserve the whole pool at start */
 } SvmServerConfig;
 
 /* "4096", "64K", "512MiB", "4G", "1T" (binary units). */

@@ -22,7 +22,8 @@ static const char summary[] =
     "  [vm NAME]       secret=TEXT or secret-hex=HEX, optional quota=SIZE\n"
     "  [admin]         secret=... (for --stats without --vm)\n"
     "A config file may hold the same settings as the options in a [server]\n"
-    "group (listen, capacity, backing, secrets, workers); options win.\n"
+    "group (listen, capacity, backing, secrets, workers, transport,\n"
+    "prealloc = true|false); options win.\n"
     "\n"
     "SIZE is bytes with an optional K, M, G or T suffix (binary).\n"
     "With --backing FILE, pages survive restarts (FILE and FILE.meta).\n"
@@ -51,7 +52,7 @@ int main(int argc, char **argv)
     g_autofree char *listen = NULL, *capacity = NULL, *backing = NULL, *secrets = NULL;
     g_autofree char *config = NULL, *stats = NULL, *vm = NULL, *transport = NULL;
     gint workers = 0, timeout_ms = 5000;
-    gboolean quiet = FALSE;
+    gboolean quiet = FALSE, prealloc = FALSE;
     GOptionEntry entries[] = {
         { "listen", 'l', 0, G_OPTION_ARG_STRING, &listen, "Address to listen on", "HOST:PORT" },
         { "capacity", 'c', 0, G_OPTION_ARG_STRING, &capacity, "Pool size", "SIZE" },
@@ -64,6 +65,10 @@ int main(int argc, char **argv)
           "tcp (default) or rdma (UCX; see docs/rdma.md)", "tcp|rdma" },
         { "workers", 'w', 0, G_OPTION_ARG_INT, &workers,
           "Worker threads, one io_uring each (default: number of CPUs, at most 4)", "N" },
+        { "prealloc", 0, 0, G_OPTION_ARG_NONE, &prealloc,
+          "Back the whole pool at start (memory populated, file blocks reserved) and "
+          "keep it: refuse to start without it, never fault or run short while serving",
+          NULL },
         { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "Log no per-connection messages", NULL },
         { "stats", 0, 0, G_OPTION_ARG_STRING, &stats,
           "Print the statistics of the server at ADDR and exit (needs --secrets)", "ADDR" },
@@ -91,6 +96,7 @@ int main(int argc, char **argv)
     cfg.secrets_path = g_strdup(secrets);
     cfg.workers = workers > 0 ? (unsigned)workers : 0;
     cfg.transport = g_strdup(transport);
+    cfg.prealloc = prealloc;
     if (workers < 0 || workers > 64) {
         fprintf(stderr, "splitvm-memserver: --workers %d is not in 1..64\n", workers);
         return 2;
@@ -165,6 +171,14 @@ int main(int argc, char **argv)
         }
         return 1;
     }
+    if (cfg.prealloc && !svm_store_prealloc(store, &err)) {
+        fprintf(stderr, "splitvm-memserver: --prealloc: %s\n", err->message);
+        svm_store_close(store);
+        if (tpool) {
+            tops->pool_free(tpool, tpool_len);
+        }
+        return 1;
+    }
 
     /* Signals go to the main thread's sigwait only. */
     sigset_t sigs;
@@ -195,9 +209,10 @@ int main(int argc, char **argv)
     }
     SvmStoreInfo si;
     svm_store_info(store, &si);
-    g_message("listening on %s:%s (port %d), capacity %" G_GUINT64_FORMAT " pages, %s backing%s%s%s, "
+    g_message("listening on %s:%s (port %d), capacity %" G_GUINT64_FORMAT " pages%s, %s backing%s%s%s, "
               "%u workers, %u VMs known, %" G_GUINT64_FORMAT " pages stored",
               tops->name, cfg.listen, svm_server_port(srv), si.capacity_pages,
+              si.preallocated ? " (preallocated)" : "",
               cfg.backing == SVM_BACKING_FILE ? "file" :
               cfg.backing == SVM_BACKING_HUGETLB ? "hugetlbfs" : "anonymous",
               cfg.backing_path ? " " : "", cfg.backing_path ? cfg.backing_path : "",

@@ -106,6 +106,7 @@ struct SvmStore {
     uint64_t pages_stored;          /* atomic */
     bool pool_external;             /* svm_store_open_in: not ours to unmap */
     bool pool_thp;                  /* anonymous pool in transparent huge pages */
+    bool prealloc;                  /* svm_store_prealloc: free extents stay backed */
     void (*extent_released)(void *opaque, uint64_t extent);
     void *extent_opaque;
     SvmNs *ns[SVM_STORE_MAX_NS];
@@ -214,8 +215,16 @@ static void extent_release(SvmStore *st, SvmNs *ns, uint64_t e)
     st->extents_used--;
     pthread_mutex_unlock(&st->lock);
 
-    /* Give the memory back; its old contents can never be read anyway. */
+    /*
+     * Give the memory back; its old contents can never be read anyway.
+     * Not when the pool was preallocated: the operator reserved it, and
+     * giving it back would reintroduce the faults (and the chance of
+     * running out) that preallocation is there to take out of the write path.
+     */
     uint8_t *p = st->pool + e * EXTENT_BYTES;
+    if (st->prealloc) {
+        return;
+    }
     if (st->backing == SVM_BACKING_ANON) {
         madvise(p, EXTENT_BYTES, MADV_DONTNEED);
     } else if (st->backing == SVM_BACKING_FILE) {
@@ -429,6 +438,61 @@ static uint8_t *map_anon_pool(size_t len, bool *thp)
     return pool;
 }
 
+/*
+ * Populate [p, p + len) writable, in chunks so that a large pool shows
+ * progress.  MADV_POPULATE_WRITE (Linux 5.14) does not change contents;
+ * without it, a write of one byte per page would, so the fallback is only
+ * taken on a pool whose contents do not matter yet (fresh == true).
+ */
+static bool populate_pool(uint8_t *p, size_t len, bool fresh, GError **errp)
+{
+    const size_t chunk = (size_t)1 << 30;
+    gint64 t0 = g_get_monotonic_time();
+
+    for (size_t off = 0; off < len; off += chunk) {
+        size_t n = MIN(chunk, len - off);
+        if (madvise(p + off, n, MADV_POPULATE_WRITE) < 0) {
+            int err = errno;
+            if (err == EINVAL && fresh) {
+                for (size_t i = 0; i < n; i += SVM_WIRE_PAGE_SIZE) {
+                    ((volatile uint8_t *)p)[off + i] = 0;
+                }
+            } else {
+                g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(err),
+                            "cannot preallocate the pool (%zu MiB done of %zu MiB): %s",
+                            off >> 20, len >> 20, g_strerror(err));
+                return false;
+            }
+        }
+        if (len > chunk) {
+            g_message("preallocating the pool: %zu of %zu MiB", (off + n) >> 20, len >> 20);
+        }
+    }
+    g_message("preallocated the pool (%zu MiB) in %.2f s", len >> 20,
+              (g_get_monotonic_time() - t0) / 1e6);
+    return true;
+}
+
+bool svm_store_prealloc(SvmStore *st, GError **errp)
+{
+    if (st->backing == SVM_BACKING_FILE) {
+        /* Reserve the blocks; the pages themselves stay in the page cache's hands. */
+        int err = posix_fallocate(st->data_fd, 0, (off_t)st->pool_len);
+        if (err) {
+            g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(err),
+                        "%s: cannot preallocate %zu MiB: %s", st->path, st->pool_len >> 20,
+                        g_strerror(err));
+            return false;
+        }
+    } else if (!populate_pool(st->pool, st->pool_len,
+                              __atomic_load_n(&st->pages_stored, __ATOMIC_RELAXED) == 0,
+                              errp)) {
+        return false;
+    }
+    st->prealloc = true;
+    return true;
+}
+
 static SvmStore *store_open(uint64_t capacity, SvmBacking backing, const char *path,
                             void *external_pool, GError **errp)
 {
@@ -640,6 +704,7 @@ void svm_store_info(SvmStore *st, SvmStoreInfo *info)
     info->extents_used = st->extents_used;
     info->namespaces = st->nns;
     info->huge_pages = st->backing == SVM_BACKING_HUGETLB || st->pool_thp;
+    info->preallocated = st->prealloc;
     uint64_t meta = sizeof(*st) + st->ext_hwm * sizeof(Extent);
     for (unsigned i = 0; i < SVM_STORE_MAX_NS; i++) {
         SvmNs *ns = st->ns[i];

@@ -37,6 +37,7 @@ typedef struct SvmStoreInfo {
     uint64_t namespaces;
     uint64_t metadata_bytes;        /* tables the store keeps in memory */
     bool huge_pages;                /* pool in huge pages (hugetlbfs or THP) */
+    bool preallocated;              /* svm_store_prealloc succeeded */
 } SvmStoreInfo;
 
 typedef struct SvmNsInfo {
@@ -53,6 +54,14 @@ typedef struct SvmNsInfo {
  */
 SvmStore *svm_store_open(uint64_t capacity, SvmBacking backing, const char *path,
                          GError **errp);
+/*
+ * Back the whole pool now (memory: populated writable; file: blocks
+ * reserved) and keep it backed: extents that empty are no longer given
+ * back.  Call right after opening, before serving.  On failure the
+ * message says how much of the pool could be had (a server should then
+ * refuse to start rather than run short later).
+ */
+bool svm_store_prealloc(SvmStore *st, GError **errp);
 /* Write everything to the backing file (no-op for memory backings). */
 bool svm_store_flush(SvmStore *st, GError **errp);
 void svm_store_close(SvmStore *st);

@@ -105,6 +105,24 @@ static void test_server_config(void)
     g_assert_cmpstr(cfg.backing_path, ==, pool);
     g_assert_true(g_str_has_prefix(cfg.secrets_path, dir));
     g_assert_cmpuint(cfg.workers, ==, 2);
+    g_assert_false(cfg.prealloc);
+    svm_server_config_clear(&cfg);
+
+    g_assert_true(g_file_set_contents(path, "[server]\nprealloc = yes\n", -1, NULL));
+    g_assert_true(svm_server_config_load(path, &cfg, &err));
+    g_assert_true(cfg.prealloc);
+    svm_server_config_clear(&cfg);
+    g_assert_true(g_file_set_contents(path, "[server]\nprealloc = false\n", -1, NULL));
+    cfg.prealloc = true;    /* --prealloc on the command line: wins */
+    g_assert_true(svm_server_config_load(path, &cfg, &err));
+    g_assert_true(cfg.prealloc);
+    svm_server_config_clear(&cfg);
+    g_assert_true(g_file_set_contents(path, "[server]\ncapacity = 1G\nprealloc = sure\n", -1,
+                                      NULL));
+    g_assert_false(svm_server_config_load(path, &cfg, &err));
+    g_assert_nonnull(strstr(err->message, "memserver.ini:3: [server] key 'prealloc': 'sure' "
+                                          "is not true or false"));
+    g_clear_error(&err);
     svm_server_config_clear(&cfg);
 
     g_assert_true(g_file_set_contents(path, "[server]\nworkers = many\n", -1, NULL));

@@ -66,7 +66,8 @@ def mstool(cmd, addr, vm, *args, secret=None, npages=8192, expect_rc=0, timeout=
 class Server:
     """A splitvm-memserver process on a free loopback port."""
 
-    def __init__(self, tmp, capacity="64M", backing=None, port=None, workers=2):
+    def __init__(self, tmp, capacity="64M", backing=None, port=None, workers=2,
+                 prealloc=False):
         self.port = port or free_port()
         self.listen = f"127.0.0.1:{self.port}"
         self.addr = self.listen if TRANSPORT == "tcp" else f"{TRANSPORT}:{self.listen}"
@@ -81,6 +82,8 @@ class Server:
                      "--secrets", self.secrets, "--workers", str(workers)]
         if backing:
             self.argv += ["--backing", backing]
+        if prealloc:
+            self.argv.append("--prealloc")
 
     def __enter__(self):
         self.cm = process(self.argv, stderr=self.log)
@@ -495,6 +498,39 @@ def test_restart(tmp):
         srv.stop()
 
 
+def test_prealloc(tmp):
+    log("--prealloc: the pool is backed at start and still serves and refuses as usual")
+    with Server(tmp, capacity="1M", prealloc=True) as srv:
+        with open(srv.log.name) as f:
+            text = f.read()
+        if "preallocated the pool (1 MiB)" not in text or "(preallocated)" not in text:
+            fail(f"--prealloc: no preallocation in the start lines; see {srv.log.name}")
+        mstool("fill", srv.addr, "b", "--first", 0, "--count", 256, "--tag", 3)
+        mstool("fill", srv.addr, "c", "--first", 0, "--count", 1, expect_rc=3)
+        mstool("check", srv.addr, "b", "--first", 0, "--count", 256, "--tag", 3)
+        srv.stop()
+
+    # A file pool that does not fit on its file system: refused at start,
+    # with the file and the reason, not ENOSPC from a write much later.
+    mnt = os.path.join(tmp, "small-fs")
+    os.mkdir(mnt)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", mnt],
+                      capture_output=True).returncode != 0:
+        log("--prealloc on a full file system: cannot mount a tmpfs here, not checked")
+        return
+    try:
+        pool = os.path.join(mnt, "pool.img")
+        r = subprocess.run([MEMSERVER, "--listen", f"127.0.0.1:{free_port()}", "--capacity",
+                            "4M", "--backing", pool, "--prealloc", "--secrets",
+                            srv.secrets], capture_output=True, text=True, timeout=30)
+        want = f"--prealloc: {pool}: cannot preallocate 4 MiB: No space left on device"
+        if r.returncode != 1 or want not in r.stderr:
+            fail(f"--prealloc on a 1 MiB file system: exit {r.returncode}, expected 1 and "
+                 f"'{want}': {r.stderr}")
+    finally:
+        subprocess.run(["umount", mnt], check=True)
+
+
 def test_cli(tmp):
     log("--help, bad options and bad secrets files")
     r = subprocess.run([MEMSERVER, "--help"], capture_output=True, text=True)
@@ -549,6 +585,7 @@ def run():
         test_secrets_reload(tmp)
         test_main_server(tmp)
         test_capacity(tmp)
+        test_prealloc(tmp)
         test_restart(tmp)
 
 

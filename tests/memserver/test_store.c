@@ -6,6 +6,8 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include "store.h"
 
 #define PAGE SVM_WIRE_PAGE_SIZE
@@ -377,6 +379,92 @@ static void test_huge_page_pool(void)
     svm_store_close(st);
 }
 
+static size_t pool_resident(SvmStore *st, size_t from, size_t len)
+{
+    void *base;
+    size_t pool_len, n = 0;
+    unsigned char vec[1024];
+
+    svm_store_pool(st, &base, &pool_len);
+    g_assert_cmpuint(from + len, <=, pool_len);
+    g_assert_cmpuint(len / PAGE, <=, sizeof(vec));
+    g_assert_cmpint(mincore((uint8_t *)base + from, len, vec), ==, 0);
+    for (size_t i = 0; i < len / PAGE; i++) {
+        n += vec[i] & 1;
+    }
+    return n * PAGE;
+}
+
+/*
+ * --prealloc: the whole pool is resident before the first write, and an
+ * extent that empties stays resident (without prealloc it is given back).
+ * Contents stay isolated either way: a page discarded and never written
+ * again reads as zeroes, not as what its slot held.
+ */
+static void test_prealloc(void)
+{
+    g_autoptr(GError) err = NULL;
+    const size_t len = 4 << 20;
+
+    for (int pre = 0; pre <= 1; pre++) {
+        SvmStore *st = svm_store_open(len, SVM_BACKING_ANON, NULL, &err);
+        g_assert_no_error(err);
+        if (pre) {
+            g_assert_true(svm_store_prealloc(st, &err));
+            g_assert_no_error(err);
+            g_assert_cmpuint(pool_resident(st, 0, len), ==, len);
+        }
+        SvmStoreInfo info;
+        svm_store_info(st, &info);
+        g_assert_cmpint(info.preallocated, ==, pre);
+
+        SvmNs *ns = attach(st, "vm1", 128, 0);
+        for (uint64_t p = 0; p < 64; p++) {
+            g_assert_cmpint(put(st, ns, p, 7), ==, SVM_ST_OK);
+        }
+        /* One full extent (the first 256 KiB of the pool), now emptied. */
+        for (uint64_t p = 0; p < 64; p++) {
+            g_assert_cmpint(svm_store_discard(st, ns, 0, &p, 1, msg, sizeof(msg)), ==,
+                            SVM_ST_OK);
+        }
+        g_assert_cmpuint(pool_resident(st, 0, 64 * PAGE), ==, pre ? 64 * PAGE : 0);
+        for (uint64_t p = 0; p < 64; p++) {
+            g_assert_true(holds(st, ns, p, 0));
+        }
+        g_assert_cmpint(put(st, ns, 3, 8), ==, SVM_ST_OK);
+        g_assert_true(holds(st, ns, 3, 8));
+        svm_store_detach(st, ns);
+        svm_store_close(st);
+    }
+}
+
+/* File backing: the pool file's blocks are reserved, its pages kept. */
+static void test_prealloc_file(void)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *dir = g_dir_make_tmp("svm-store-XXXXXX", &err);
+    g_autofree char *path = g_build_filename(dir, "pool", NULL);
+    g_autofree char *meta = g_strdup_printf("%s.meta", path);
+    const size_t len = 2 << 20;
+
+    SvmStore *st = svm_store_open(len, SVM_BACKING_FILE, path, &err);
+    g_assert_no_error(err);
+    SvmNs *ns = attach(st, "vm1", 64, 0);
+    g_assert_cmpint(put(st, ns, 5, 9), ==, SVM_ST_OK);
+    g_assert_true(svm_store_prealloc(st, &err));
+    g_assert_no_error(err);
+    g_assert_true(holds(st, ns, 5, 9));     /* reserving kept the page */
+    svm_store_detach(st, ns);
+    svm_store_close(st);
+
+    struct stat sb;
+    g_assert_cmpint(stat(path, &sb), ==, 0);
+    g_assert_cmpuint((uint64_t)sb.st_blocks * 512, >=, len);
+    g_unlink(path);
+    g_unlink(meta);
+    g_rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -388,5 +476,7 @@ int main(int argc, char **argv)
     g_test_add_func("/store/file-persistence", test_file_persistence);
     g_test_add_func("/store/metadata-overhead", test_metadata_overhead);
     g_test_add_func("/store/huge-page-pool", test_huge_page_pool);
+    g_test_add_func("/store/prealloc", test_prealloc);
+    g_test_add_func("/store/prealloc-file", test_prealloc_file);
     return g_test_run();
 }
