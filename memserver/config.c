@@ -427,11 +427,9 @@ bool svm_server_config_load(const char *path, SvmServerConfig *cfg, GError **err
         cfg->workers = (unsigned)w;
     }
     if (prealloc_v && !cfg->prealloc) {
-        if (!g_ascii_strcasecmp(prealloc_v, "true") || !strcmp(prealloc_v, "1") ||
-            !g_ascii_strcasecmp(prealloc_v, "yes")) {
-            cfg->prealloc = true;
-        } else if (g_ascii_strcasecmp(prealloc_v, "false") && strcmp(prealloc_v, "0") &&
-                   g_ascii_strcasecmp(prealloc_v, "no")) {
+        g_autoptr(GError) berr = NULL;
+        cfg->prealloc = g_key_file_get_boolean(kf, "server", "prealloc", &berr);
+        if (berr) {
             g_set_error(errp, SVM_CONFIG_ERROR, 0,
                         "%s:%d: [server] key 'prealloc': '%s' is not true or false",
                         path, find_line(text, "server", "prealloc"), prealloc_v);

@@ -221,10 +221,10 @@ static void extent_release(SvmStore *st, SvmNs *ns, uint64_t e)
      * giving it back would reintroduce the faults (and the chance of
      * running out) that preallocation is there to take out of the write path.
      */
-    uint8_t *p = st->pool + e * EXTENT_BYTES;
     if (st->prealloc) {
         return;
     }
+    uint8_t *p = st->pool + e * EXTENT_BYTES;
     if (st->backing == SVM_BACKING_ANON) {
         madvise(p, EXTENT_BYTES, MADV_DONTNEED);
     } else if (st->backing == SVM_BACKING_FILE) {
@@ -438,13 +438,8 @@ static uint8_t *map_anon_pool(size_t len, bool *thp)
     return pool;
 }
 
-/*
- * Populate [p, p + len) writable, in chunks so that a large pool shows
- * progress.  MADV_POPULATE_WRITE (Linux 5.14) does not change contents;
- * without it, a write of one byte per page would, so the fallback is only
- * taken on a pool whose contents do not matter yet (fresh == true).
- */
-static bool populate_pool(uint8_t *p, size_t len, bool fresh, GError **errp)
+/* Populate [p, p + len) writable, a GiB at a time so a large pool shows progress. */
+static bool populate_pool(uint8_t *p, size_t len, GError **errp)
 {
     const size_t chunk = (size_t)1 << 30;
     gint64 t0 = g_get_monotonic_time();
@@ -453,16 +448,11 @@ static bool populate_pool(uint8_t *p, size_t len, bool fresh, GError **errp)
         size_t n = MIN(chunk, len - off);
         if (madvise(p + off, n, MADV_POPULATE_WRITE) < 0) {
             int err = errno;
-            if (err == EINVAL && fresh) {
-                for (size_t i = 0; i < n; i += SVM_WIRE_PAGE_SIZE) {
-                    ((volatile uint8_t *)p)[off + i] = 0;
-                }
-            } else {
-                g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(err),
-                            "cannot preallocate the pool (%zu MiB done of %zu MiB): %s",
-                            off >> 20, len >> 20, g_strerror(err));
-                return false;
-            }
+            g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(err),
+                        "cannot preallocate the pool (%zu MiB done of %zu MiB): %s%s",
+                        off >> 20, len >> 20, g_strerror(err),
+                        err == EINVAL ? " (MADV_POPULATE_WRITE needs Linux 5.14)" : "");
+            return false;
         }
         if (len > chunk) {
             g_message("preallocating the pool: %zu of %zu MiB", (off + n) >> 20, len >> 20);
@@ -484,9 +474,7 @@ bool svm_store_prealloc(SvmStore *st, GError **errp)
                         g_strerror(err));
             return false;
         }
-    } else if (!populate_pool(st->pool, st->pool_len,
-                              __atomic_load_n(&st->pages_stored, __ATOMIC_RELAXED) == 0,
-                              errp)) {
+    } else if (!populate_pool(st->pool, st->pool_len, errp)) {
         return false;
     }
     st->prealloc = true;

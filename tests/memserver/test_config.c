@@ -108,7 +108,7 @@ static void test_server_config(void)
     g_assert_false(cfg.prealloc);
     svm_server_config_clear(&cfg);
 
-    g_assert_true(g_file_set_contents(path, "[server]\nprealloc = yes\n", -1, NULL));
+    g_assert_true(g_file_set_contents(path, "[server]\nprealloc = true\n", -1, NULL));
     g_assert_true(svm_server_config_load(path, &cfg, &err));
     g_assert_true(cfg.prealloc);
     svm_server_config_clear(&cfg);

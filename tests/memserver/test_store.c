@@ -444,7 +444,7 @@ static void test_prealloc_file(void)
     g_autoptr(GError) err = NULL;
     g_autofree char *dir = g_dir_make_tmp("svm-store-XXXXXX", &err);
     g_autofree char *path = g_build_filename(dir, "pool", NULL);
-    g_autofree char *meta = g_strdup_printf("%s.meta", path);
+    g_autofree char *meta = g_strconcat(path, ".meta", NULL);
     const size_t len = 2 << 20;
 
     SvmStore *st = svm_store_open(len, SVM_BACKING_FILE, path, &err);
