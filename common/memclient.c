@@ -24,6 +24,7 @@
 #include <time.h>
 #include "splitvm/clientproto.h"
 #include "splitvm/memclient.h"
+#include "splitvm/thread.h"
 #include "splitvm/transport.h"
 #include "splitvm/wire.h"
 
@@ -74,6 +75,7 @@ struct SvmMemClient {
     size_t secret_len;
     uint64_t npages;
     unsigned timeout_ms, reconnect_ms;
+    int thread_nice;                /* of the completion thread */
     void (*state_cb)(void *opaque, SvmMemClient *c, bool connected);
     void *state_opaque;
     uint64_t owner_epoch;               /* sent with every ATTACH */
@@ -671,6 +673,12 @@ static void reconnect(SvmMemClient *c)
 static void *completion_thread(void *opaque)
 {
     SvmMemClient *c = opaque;
+    int ret = svm_thread_lower_priority(c->thread_nice);
+
+    if (ret < 0) {
+        g_warning("memclient %s (VM %s): cannot lower the completion thread's "
+                  "priority: %s", c->address, c->vm_id, g_strerror(-ret));
+    }
 
     pthread_mutex_lock(&c->lock);
     while (!c->closing) {
@@ -798,6 +806,12 @@ SvmMemClient *svm_memclient_connect(const SvmMemClientConfig *cfg, GError **errp
                     SVM_WIRE_ID_MAX);
         return NULL;
     }
+    if (cfg->thread_nice < 0 || cfg->thread_nice > SVM_THREAD_NICE_MAX) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "memory server %s: thread nice increment %d is not in 0..%d",
+                    cfg->address, cfg->thread_nice, SVM_THREAD_NICE_MAX);
+        return NULL;
+    }
     if (cfg->npages == 0 || cfg->npages > SVM_WIRE_MAX_NS_PAGES) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                     "memory server %s: namespace size %" G_GUINT64_FORMAT
@@ -813,6 +827,7 @@ SvmMemClient *svm_memclient_connect(const SvmMemClientConfig *cfg, GError **errp
     c->npages = cfg->npages;
     c->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 5000;
     c->reconnect_ms = cfg->reconnect_ms ? cfg->reconnect_ms : 5000;
+    c->thread_nice = cfg->thread_nice;
     c->state_cb = cfg->state_cb;
     c->state_opaque = cfg->state_opaque;
     c->ops = ops;

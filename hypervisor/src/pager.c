@@ -252,6 +252,12 @@ static bool check_config(const SvmPagerConfig *cfg, GError **errp)
                     "vm_id is required with memory servers");
         return false;
     }
+    if (cfg->service_nice < 0 || cfg->service_nice > SVM_THREAD_NICE_MAX) {
+        g_set_error(errp, SVM_PAGER_ERROR, EINVAL,
+                    "service_nice %d is not in 0..%d", cfg->service_nice,
+                    SVM_THREAD_NICE_MAX);
+        return false;
+    }
     for (unsigned i = 0; i < cfg->nservers; i++) {
         if (!cfg->servers || !cfg->servers[i] || !cfg->servers[i][0]) {
             g_set_error(errp, SVM_PAGER_ERROR, EINVAL,
@@ -291,6 +297,9 @@ SvmPager *svm_pager_start_sized(const SvmPagerConfig *caller_cfg,
     p->size = cfg->size;
     p->npages = cfg->size / SVM_PAGE;
     p->prefetch = cfg->prefetch;
+    /* absolute, so that a thread started by a pager thread is not niced twice */
+    p->service_nice = MIN(svm_thread_nice() + cfg->service_nice,
+                          SVM_THREAD_NICE_MAX);
     p->event_cb = cfg->event_cb;
     p->event_opaque = cfg->event_opaque;
     p->nservers = cfg->nservers;
@@ -353,10 +362,11 @@ SvmPager *svm_pager_start_sized(const SvmPagerConfig *caller_cfg,
         goto fail;
     }
     svm_pager_log(p, "serving %" PRIu64 " MiB at %p, budget %" PRIu64
-                  " MiB, %u server(s), uffd via %s, %s", p->size >> 20, p->host,
+                  " MiB, %u server(s), uffd via %s, %s, threads at nice %d",
+                  p->size >> 20, p->host,
                   (budget_pages * SVM_PAGE) >> 20, p->nservers, p->uffd_how,
                   p->minor ? "MINOR+CONTINUE_WP (read tracking, lazy prefetch)" :
-                  "MISSING|WP only");
+                  "MISSING|WP only", p->service_nice);
     svm_pager_log(p, atomic_load(&p->owner) ? "owner, epoch %" PRIu64 :
                   "incoming: not the owner yet (epoch %" PRIu64 ")",
                   (uint64_t)atomic_load(&p->epoch));
@@ -381,6 +391,22 @@ bool svm_api_enter(SvmPager *p, GError **errp)
 void svm_api_exit(SvmPager *p)
 {
     atomic_fetch_sub(&p->api_calls, 1);
+}
+
+void svm_service_thread_init(SvmPager *p, const char *role)
+{
+    int ret = svm_thread_set_nice(p->service_nice);
+
+    /*
+     * It only costs the vCPUs some CPU time: go on, and say so once (QEMU's
+     * -sandbox resourcecontrol=deny, which libvirt sets, refuses it with
+     * EPERM for every thread).
+     */
+    if (ret < 0 && !atomic_exchange(&p->nice_refused, true)) {
+        svm_pager_log(p, "%s thread: cannot run at nice %d: %s; the pager's "
+                      "threads keep their priority", role, p->service_nice,
+                      strerror(-ret));
+    }
 }
 
 void svm_pager_stop(SvmPager *p)

@@ -8,6 +8,7 @@
 
 #include <glib.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -62,6 +63,47 @@ static inline void test_print_stats(SvmPager *p)
     g_autofree char *txt = svm_pager_stats_text(&st);
 
     g_test_message("pager stats:\n%s", txt);
+}
+
+/*
+ * Wait up to 2 s until every thread of this process whose name starts with
+ * `prefix` (there must be some) runs at nice `want` (they apply it when they
+ * start); false if one does not.  Field 19 of /proc/self/task/TID/stat.
+ */
+static inline bool test_threads_at_nice(const char *prefix, long want)
+{
+    for (int tries = 0; tries < 200; tries++) {
+        g_autoptr(GDir) dir = g_dir_open("/proc/self/task", 0, NULL);
+        const char *tid;
+        unsigned seen = 0, right = 0;
+
+        g_assert_nonnull(dir);
+        while ((tid = g_dir_read_name(dir))) {
+            g_autofree char *cpath = g_strdup_printf("/proc/self/task/%s/comm", tid);
+            g_autofree char *spath = g_strdup_printf("/proc/self/task/%s/stat", tid);
+            g_autofree char *comm = NULL, *stat = NULL;
+            g_auto(GStrv) f = NULL;
+            const char *rest;
+
+            if (!g_file_get_contents(cpath, &comm, NULL, NULL) ||
+                !g_str_has_prefix(comm, prefix) ||
+                !g_file_get_contents(spath, &stat, NULL, NULL)) {
+                continue;
+            }
+            /* after "(comm) ": field 3 on; nice is field 19 */
+            rest = strrchr(stat, ')');
+            g_assert_nonnull(rest);
+            f = g_strsplit(rest + 2, " ", 0);
+            g_assert_cmpuint(g_strv_length(f), >, 16);
+            seen++;
+            right += g_ascii_strtoll(f[16], NULL, 10) == want;
+        }
+        if (seen && seen == right) {
+            return true;
+        }
+        g_usleep(10 * 1000);
+    }
+    return false;
 }
 
 #endif

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/uio.h>
 
 #include "pager-test-util.h"
@@ -214,6 +215,11 @@ static void test_bad_config(void)
     cfg = test_config(&r, 0);
     cfg.host = r.host + 1;
     expect_start_error(&cfg, "not page aligned");
+    cfg = test_config(&r, 0);
+    cfg.service_nice = 20;
+    expect_start_error(&cfg, "service_nice 20 is not in 0..19");
+    cfg.service_nice = -1;
+    expect_start_error(&cfg, "service_nice -1 is not in 0..19");
 
     /* a second pager on the same range: the uffd registration is taken */
     cfg = test_config(&r, 0);
@@ -222,6 +228,42 @@ static void test_bad_config(void)
     expect_start_error(&cfg, "already owns it");
     g_assert_false(svm_pager_set_budget(p, 8 * PG, &err));
     g_assert_nonnull(strstr(err->message, "no memory server"));
+    svm_pager_stop(p);
+    test_ram_destroy(&r);
+}
+
+/* The pager's threads run service_nice below the caller; the caller does not. */
+static void test_service_nice(void)
+{
+    TestRam r;
+    SvmPagerConfig cfg;
+    SvmPager *p;
+    g_autoptr(GError) err = NULL;
+    int base;
+
+    errno = 0;
+    base = getpriority(PRIO_PROCESS, 0);
+    g_assert_cmpint(errno, ==, 0);
+    if (base > 12) {
+        g_test_skip("already running at nice > 12");
+        return;
+    }
+    test_ram_init(&r, 16 * PG);
+    cfg = test_config(&r, 0);
+    cfg.service_nice = 7;
+    p = svm_pager_start(&cfg, &err);
+    g_assert_no_error(err);
+    g_assert_true(test_threads_at_nice("svm-fault", base + 7));
+    g_assert_true(test_threads_at_nice("svm-evict", base + 7));
+    g_assert_true(test_threads_at_nice("svm-retry", base + 7));
+    g_assert_cmpint(getpriority(PRIO_PROCESS, 0), ==, base);
+    svm_pager_stop(p);
+
+    /* 0: the threads keep the caller's priority */
+    cfg.service_nice = 0;
+    p = svm_pager_start(&cfg, &err);
+    g_assert_no_error(err);
+    g_assert_true(test_threads_at_nice("svm-", base));
     svm_pager_stop(p);
     test_ram_destroy(&r);
 }
@@ -262,5 +304,6 @@ int main(int argc, char **argv)
     g_test_add_func("/pager/local/adopt-existing", test_adopt_existing);
     g_test_add_func("/pager/local/bad-config", test_bad_config);
     g_test_add_func("/pager/local/config-size", test_config_size);
+    g_test_add_func("/pager/local/service-nice", test_service_nice);
     return g_test_run();
 }

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "pager-test-util.h"
 #include "memserver-util.h"
@@ -835,6 +836,47 @@ static void test_stop_during_set_budget(void)
     teardown(&s);
 }
 
+/* service_nice reaches the memory clients' completion threads too. */
+static void test_service_nice(void)
+{
+    Setup s;
+    int base;
+
+    errno = 0;
+    base = getpriority(PRIO_PROCESS, 0);
+    g_assert_cmpint(errno, ==, 0);
+    if (base > 14) {
+        g_test_skip("already running at nice > 14");
+        return;
+    }
+    if (!setup(&s, 2, 256 * PG, 64 * PG, true, NULL)) {
+        NEED_SERVER(NULL);
+    }
+    s.cfg.service_nice = 5;
+    start(&s);
+    g_assert_true(test_threads_at_nice("svm-memclient", base + 5));
+    g_assert_true(test_threads_at_nice("svm-", base + 5));
+    g_assert_cmpint(getpriority(PRIO_PROCESS, 0), ==, base);
+    /* a memory client refuses an increment nice cannot have */
+    {
+        g_autoptr(GError) err = NULL;
+        SvmMemClientConfig mc = {
+            .address = s.servers[0] + strlen("tcp:"),
+            .vm_id = TEST_VM_ID, .secret = TEST_SECRET,
+            .secret_len = strlen(TEST_SECRET), .npages = 256,
+            .thread_nice = 20,
+        };
+
+        g_assert_null(svm_memclient_connect(&mc, &err));
+        g_assert_nonnull(strstr(err->message,
+                                "thread nice increment 20 is not in 0..19"));
+    }
+    /* and the pager still pages at that priority */
+    g_assert_cmpuint(run_workers(s.ram.host, 256, 1, 2), ==, 0);
+    g_assert_cmpuint(test_stats(s.p).evictions, >, 0);
+    teardown(&s);
+}
+
 static void test_connect_errors(void)
 {
     Setup s;
@@ -883,6 +925,7 @@ int main(int argc, char **argv)
     g_test_add_func("/pager/remote/server-restart", test_server_restart);
     g_test_add_func("/pager/remote/no-back-while-down", test_no_back_while_down);
     g_test_add_func("/pager/remote/connect-errors", test_connect_errors);
+    g_test_add_func("/pager/remote/service-nice", test_service_nice);
     g_test_add_func("/pager/remote/stop-during-set-budget",
                     test_stop_during_set_budget);
     return g_test_run();

@@ -50,6 +50,11 @@ typedef struct SvmMemClientConfig {
      * no fencing.  Reconnects attach with the same epoch.
      */
     uint64_t owner_epoch;
+    /*
+     * Nice increment of the completion thread (splitvm/thread.h), 0..19;
+     * 0 keeps the caller's priority.
+     */
+    int thread_nice;
 } SvmMemClientConfig;
 
 /* Server-side statistics of this VM namespace and of the server. */

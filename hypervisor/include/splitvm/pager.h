@@ -62,6 +62,14 @@ typedef struct SvmPagerConfig {
      * the servers have seen for this VM, so any older owner is fenced.
      */
     uint64_t owner_epoch;
+    /*
+     * Nice increment (0..19) of the pager's own threads: fault handling,
+     * eviction, retry, warm-up and the memory clients'.  They work for the
+     * vCPUs; when they share a CPU with one, a higher number lets the vCPU
+     * run first.  0 keeps them at the priority of the thread that started
+     * the pager.
+     */
+    int service_nice;
 } SvmPagerConfig;
 
 typedef struct SvmPagerStats {
