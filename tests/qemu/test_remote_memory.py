@@ -17,9 +17,11 @@ under TCG.
                                      passes
   test_remote_memory.py refuse       QEMU refuses to start (unreachable server,
                                      wrong secret, budget > RAM, bad servers
-                                     entry, prealloc, mem-lock) and refuses
-                                     postcopy/background-snapshot/bad budgets
-                                     over QMP; a correct command line starts
+                                     entry, prealloc, mem-lock, service-nice
+                                     above 19) and refuses postcopy/
+                                     background-snapshot/bad budgets over QMP;
+                                     a correct command line starts, with the
+                                     pager's threads (only) at nice +5
   test_remote_memory.py smp2         2 vCPUs, two memverify processes at once
   test_remote_memory.py kvm          under -accel kvm (the guest starts to
                                      boot): evictions, remote fills, a server
@@ -233,6 +235,8 @@ def test_refuse(tmp):
                    ["mem-lock"], "mem-lock")
         qemu_fails(rm.backend_args(good, vm_id="no-such-vm"),
                    ["no-such-vm"], "unknown VM id")
+        qemu_fails(rm.backend_args(good, extra="service-nice=20"),
+                   ["service-nice", "0..19", "not 20"], "service-nice out of range")
 
         # The same command line, correct, starts: the refusals above were
         # about the one thing that was wrong each time.
@@ -262,8 +266,50 @@ def test_refuse(tmp):
                             value=True)
             if "error" not in r or "prealloc" not in r["error"]["desc"]:
                 fail(f"prealloc switched on at runtime: {r}")
+            check_service_nice(p.pid, qmp)
             qmp.cmd("quit")
             p.wait(30)
+
+
+def thread_nices(pid):
+    """{comm: [nice, ...]} of a process's threads (/proc/PID/task/*/stat)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except FileNotFoundError:
+            continue                # the thread ended meanwhile
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        out.setdefault(comm, []).append(int(fields[16]))   # field 19: nice
+    return out
+
+
+def check_service_nice(pid, qmp):
+    """The default service-nice (5): the pager's threads, and only they, run
+    5 nice levels below QEMU's main thread; it cannot change at runtime."""
+    if qmp.cmd("qom-get", path="/objects/m0", property="service-nice") != 5:
+        fail("service-nice does not default to 5")
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    base = int(stat[stat.rindex(")") + 2:].split()[16])
+    want = min(base + 5, 19)
+    nices = thread_nices(pid)
+    log(f"thread nice values (QEMU at {base}): {nices}")
+    pager = {c: n for c, n in nices.items() if c.startswith("svm-")}
+    for role in ("svm-fault", "svm-evict", "svm-retry", "svm-memclient"):
+        if role not in pager:
+            fail(f"no {role} thread in QEMU: {sorted(nices)}")
+    wrong = {c: n for c, n in pager.items() if any(x != want for x in n)}
+    if wrong:
+        fail(f"pager threads not at nice {want}: {wrong}")
+    others = {c: n for c, n in nices.items() if not c.startswith("svm-")}
+    if any(x != base for n in others.values() for x in n):
+        fail(f"QEMU's own threads should stay at nice {base}: {others}")
+    r = qmp.cmd_raw("qom-set", path="/objects/m0", property="service-nice", value=0)
+    if "error" not in r or "service-nice" not in r["error"]["desc"]:
+        fail(f"service-nice changed at runtime: {r}")
 
 
 def test_smp2(tmp):
