@@ -151,16 +151,20 @@ static bool load_boot(SvmVmSpec *s, SvmConf *conf, GError **errp)
 
 static bool load_memory(SvmVmSpec *s, SvmConf *conf, GError **errp)
 {
-    static const char *const keys[] = { "servers", "transport", "prefetch", NULL };
+    static const char *const keys[] = { "servers", "transport", "prefetch",
+                                        "service-nice", NULL };
+    uint64_t nice = 5;          /* memory-backend-remote's default */
 
     s->transport = g_strdup("tcp");
     s->prefetch = true;
     if (!svm_conf_check_keys(conf, "memory", keys, errp) ||
         !svm_conf_get_list(conf, "memory", "servers", false, &s->servers, errp) ||
         !svm_conf_get_string(conf, "memory", "transport", false, &s->transport, errp) ||
-        !svm_conf_get_bool(conf, "memory", "prefetch", false, &s->prefetch, errp)) {
+        !svm_conf_get_bool(conf, "memory", "prefetch", false, &s->prefetch, errp) ||
+        !svm_conf_get_uint(conf, "memory", "service-nice", false, 0, 19, &nice, errp)) {
         return false;
     }
+    s->service_nice = (unsigned)nice;
     if (strcmp(s->transport, "tcp") && strcmp(s->transport, "rdma")) {
         return svm_conf_error(conf, errp, "memory", "transport",
                               "'%s' is not one of tcp, rdma", s->transport);

@@ -186,6 +186,7 @@ static void test_spec_good(void)
 {
     g_autofree char *text = spec_text("vcpus = 2\ntype = qemu\n",
                                       "[memory]\nservers = ms0, far\nprefetch = off\n"
+                                      "service-nice = 0\n"
                                       "[devices]\nnetworks = default\n");
     g_autofree char *path = write_file("vm.conf", text);
     g_autoptr(GError) err = NULL;
@@ -199,6 +200,7 @@ static void test_spec_good(void)
     g_assert_cmpint(spec->type, ==, SVM_VIRT_QEMU);
     g_assert_cmpstr(spec->machine, ==, "pc");
     g_assert_false(spec->prefetch);
+    g_assert_cmpuint(spec->service_nice, ==, 0);
     g_assert_cmpstr(spec->transport, ==, "tcp");
     g_assert_cmpuint(g_strv_length(spec->servers), ==, 2);
     g_autofree char *kernel = g_build_filename(tmpdir, "vmlinuz", NULL);
@@ -228,6 +230,7 @@ static void test_spec_good(void)
     g_assert_nonnull(strstr(xml, "&quot;size&quot;:1073741824"));
     g_assert_nonnull(strstr(xml, "&quot;budget&quot;:268435456"));
     g_assert_nonnull(strstr(xml, "&quot;prefetch&quot;:false"));
+    g_assert_nonnull(strstr(xml, "&quot;service-nice&quot;:0"));
     g_assert_nonnull(strstr(xml, "&quot;secret&quot;:&quot;svm-secret&quot;"));
     g_assert_nonnull(strstr(xml, "<qemu:arg value='memory-backend=svm-ram'/>"));
     g_assert_nonnull(strstr(xml, "splitvm.run=&quot;memverify --mib 8&quot;"));
@@ -310,6 +313,8 @@ static const BadCase bad_specs[] = {
       "[memory]\ntransport = carrier-pigeon\n", ":8: [memory] transport: 'carrier-pigeon'" },
     { "any+names", "[vm]\nname = v\nmemory = 1G\nlocal-budget = 25%\n[boot]\nkernel = /bin/true\n"
       "[memory]\nservers = any, ms0\n", ":8: [memory] servers: 'any' cannot be combined" },
+    { "service-nice", "[vm]\nname = v\nmemory = 1G\nlocal-budget = 25%\n[boot]\nkernel = /bin/true\n"
+      "[memory]\nservice-nice = 20\n", ":8: [memory] service-nice: 20 is out of range (0..19)" },
     { "dup server", "[vm]\nname = v\nmemory = 1G\nlocal-budget = 25%\n[boot]\nkernel = /bin/true\n"
       "[memory]\nservers = a,a\n", ":8: [memory] servers: 'a' is listed twice" },
     { "empty item", "[vm]\nname = v\nmemory = 1G\nlocal-budget = 25%\n[boot]\nkernel = /bin/true\n"
