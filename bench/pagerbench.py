@@ -82,7 +82,8 @@ def memfd_args(mem):
 
 def remote_args(args, budget):
     return rm.backend_args(args.servers.split(","), size=args.mem, budget=budget,
-                           vm_id=args.vm, secret=args.secret, extra="prefetch=on")
+                           vm_id=args.vm, secret=args.secret,
+                           extra=",".join(o for o in ("prefetch=on", args.backend_opts) if o))
 
 
 def ctl_args(path):
@@ -569,6 +570,8 @@ def main():
     ap.add_argument("--vm", default="bench")
     ap.add_argument("--secret")
     ap.add_argument("--mem", default="1G", help="guest RAM (QEMU size)")
+    ap.add_argument("--backend-opts", default="",
+                    help="more memory-backend-remote properties, e.g. service-nice=0")
     ap.add_argument("--deadline", type=int, default=300)
     ap.add_argument("--preempt", action="store_true",
                     help="postcopy: also the postcopy-preempt capability")
