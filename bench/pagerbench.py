@@ -403,6 +403,16 @@ def proc_stat(path):
     return comm, int(fields[1]), (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def run_queue_wait(path):
+    """Seconds a thread spent runnable but not running (schedstat field 2),
+    or None if gone or without schedstats."""
+    try:
+        with open(path) as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def all_pids():
     return [int(d) for d in os.listdir("/proc") if d.isdigit()]
 
@@ -476,7 +486,13 @@ class CpuSampler:
         for tid in tids:
             st = proc_stat(f"/proc/{qemu}/task/{tid}/stat")
             if st:
-                self.seen[("thread", tid)] = (thread_role(st[0]), st[2])
+                role = thread_role(st[0])
+                self.seen[("thread", tid)] = (role, st[2])
+                if role == "vcpu":
+                    # runnable but not running: waiting for a CPU
+                    wait = run_queue_wait(f"/proc/{qemu}/task/{tid}/schedstat")
+                    if wait is not None:
+                        self.seen[("runq", tid)] = ("vcpu_runq_wait", wait)
         for pid in servers:
             st = proc_stat(f"/proc/{pid}/stat")
             if st:
@@ -517,6 +533,10 @@ class CpuSampler:
         for role in ("vcpu", "pager", "memclient", "qemu_other", "memservers"):
             if role in spent:
                 result(f"cpu_{role}_s", f"{spent[role]:.2f}", "s")
+        if "vcpu_runq_wait" in spent:
+            # per vCPU thread: the window is either running, waiting for a
+            # CPU, or blocked (on a page, or halted)
+            result("vcpu_runq_wait_s", f"{spent['vcpu_runq_wait']:.2f}", "s")
         if not stats:
             return
         before = [x for x in stats if x["t"] <= self.start_t] or stats[:1]

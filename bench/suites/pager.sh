@@ -236,6 +236,8 @@ for pct in $points; do
     done
     v=$(bench_result "$out" cpu_per_page_moved_us)
     [ -n "$v" ] && echo "metric cpu_per_page_moved_us_$tag $v us"
+    v=$(bench_result "$out" vcpu_runq_wait_s)
+    [ -n "$v" ] && echo "metric vcpu_runq_wait_s_$tag $v s"
 done
 local_out2=$(pagerbench workload --mode local --mem "${RAM_MIB}M" --run "$wl")
 grep '^metric pagerbench_failed' <<<"$local_out2" || true
