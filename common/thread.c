@@ -16,41 +16,26 @@
 
 #include "splitvm/thread.h"
 
-/* PRIO_PROCESS with a thread id: that thread only (Linux). */
-static pid_t this_thread(void)
-{
-    return (pid_t)syscall(SYS_gettid);
-}
-
-int svm_thread_nice(void)
-{
-    int nice;
-
-    errno = 0;
-    nice = getpriority(PRIO_PROCESS, this_thread());
-    /* cannot fail for the caller itself; be safe anyway */
-    return nice == -1 && errno ? 0 : nice;
-}
-
-int svm_thread_set_nice(int nice)
-{
-    if (nice < -20 || nice > SVM_THREAD_NICE_MAX) {
-        return -EINVAL;
-    }
-    if (nice == svm_thread_nice()) {
-        return 0;
-    }
-    return setpriority(PRIO_PROCESS, this_thread(), nice) < 0 ? -errno : 0;
-}
-
 int svm_thread_lower_priority(int increment)
 {
+    /* PRIO_PROCESS with a thread id: that thread only (Linux) */
+    pid_t tid = (pid_t)syscall(SYS_gettid);
     int nice;
 
     if (increment < 0 || increment > SVM_THREAD_NICE_MAX) {
         return -EINVAL;
     }
-    nice = svm_thread_nice() + increment;
-    return svm_thread_set_nice(nice > SVM_THREAD_NICE_MAX ? SVM_THREAD_NICE_MAX
-                                                          : nice);
+    if (increment == 0) {
+        return 0;
+    }
+    errno = 0;
+    nice = getpriority(PRIO_PROCESS, tid);
+    if (nice == -1 && errno) {
+        return -errno;
+    }
+    nice += increment;
+    if (nice > SVM_THREAD_NICE_MAX) {
+        nice = SVM_THREAD_NICE_MAX;
+    }
+    return setpriority(PRIO_PROCESS, tid, nice) < 0 ? -errno : 0;
 }

@@ -63,7 +63,7 @@ struct SvmPager {
     uint8_t *host;
     uint64_t size, npages;
     bool prefetch;
-    int service_nice;           /* nice value of every thread it starts */
+    int service_nice;           /* nice increment of every thread it starts */
     atomic_bool nice_refused;   /* setting it failed (logged once) */
     void (*event_cb)(void *opaque, const SvmPagerEvent *ev);
     void *event_opaque;

@@ -297,9 +297,7 @@ SvmPager *svm_pager_start_sized(const SvmPagerConfig *caller_cfg,
     p->size = cfg->size;
     p->npages = cfg->size / SVM_PAGE;
     p->prefetch = cfg->prefetch;
-    /* absolute, so that a thread started by a pager thread is not niced twice */
-    p->service_nice = MIN(svm_thread_nice() + cfg->service_nice,
-                          SVM_THREAD_NICE_MAX);
+    p->service_nice = cfg->service_nice;
     p->event_cb = cfg->event_cb;
     p->event_opaque = cfg->event_opaque;
     p->nservers = cfg->nservers;
@@ -362,7 +360,7 @@ SvmPager *svm_pager_start_sized(const SvmPagerConfig *caller_cfg,
         goto fail;
     }
     svm_pager_log(p, "serving %" PRIu64 " MiB at %p, budget %" PRIu64
-                  " MiB, %u server(s), uffd via %s, %s, threads at nice %d",
+                  " MiB, %u server(s), uffd via %s, %s, threads at nice +%d",
                   p->size >> 20, p->host,
                   (budget_pages * SVM_PAGE) >> 20, p->nservers, p->uffd_how,
                   p->minor ? "MINOR+CONTINUE_WP (read tracking, lazy prefetch)" :
@@ -395,7 +393,7 @@ void svm_api_exit(SvmPager *p)
 
 void svm_service_thread_init(SvmPager *p, const char *role)
 {
-    int ret = svm_thread_set_nice(p->service_nice);
+    int ret = svm_thread_lower_priority(p->service_nice);
 
     /*
      * It only costs the vCPUs some CPU time: go on, and say so once (QEMU's
@@ -403,9 +401,9 @@ void svm_service_thread_init(SvmPager *p, const char *role)
      * EPERM for every thread).
      */
     if (ret < 0 && !atomic_exchange(&p->nice_refused, true)) {
-        svm_pager_log(p, "%s thread: cannot run at nice %d: %s; the pager's "
-                      "threads keep their priority", role, p->service_nice,
-                      strerror(-ret));
+        svm_pager_log(p, "%s thread: cannot lower its priority by %d: %s; "
+                      "the pager's threads keep their priority", role,
+                      p->service_nice, strerror(-ret));
     }
 }
 

@@ -184,7 +184,7 @@ SvmMemClient *svm_remote_client_new(SvmPager *p, unsigned i, uint64_t epoch,
         .state_cb = client_state_cb,
         .state_opaque = s,
         .owner_epoch = epoch,
-        .thread_nice = MAX(p->service_nice - svm_thread_nice(), 0),
+        .thread_nice = p->service_nice,
     };
     SvmMemClient *c = svm_memclient_connect(&mc, &err);
 

@@ -54,8 +54,10 @@ static char *backend_json(const SvmDomainParams *p)
     json_builder_add_string_value(b, spec->transport);
     json_builder_set_member_name(b, "prefetch");
     json_builder_add_boolean_value(b, spec->prefetch);
-    json_builder_set_member_name(b, "service-nice");
-    json_builder_add_int_value(b, spec->service_nice);
+    if (spec->service_nice >= 0) {
+        json_builder_set_member_name(b, "service-nice");
+        json_builder_add_int_value(b, spec->service_nice);
+    }
     json_builder_end_object(b);
     g_autoptr(JsonNode) root = json_builder_get_root(b);
     return json_to_string(root, FALSE);

@@ -153,7 +153,7 @@ static bool load_memory(SvmVmSpec *s, SvmConf *conf, GError **errp)
 {
     static const char *const keys[] = { "servers", "transport", "prefetch",
                                         "service-nice", NULL };
-    uint64_t nice = 5;          /* memory-backend-remote's default */
+    uint64_t nice = UINT64_MAX;     /* not given: memory-backend-remote's default */
 
     s->transport = g_strdup("tcp");
     s->prefetch = true;
@@ -164,7 +164,7 @@ static bool load_memory(SvmVmSpec *s, SvmConf *conf, GError **errp)
         !svm_conf_get_uint(conf, "memory", "service-nice", false, 0, 19, &nice, errp)) {
         return false;
     }
-    s->service_nice = (unsigned)nice;
+    s->service_nice = nice == UINT64_MAX ? -1 : (int)nice;
     if (strcmp(s->transport, "tcp") && strcmp(s->transport, "rdma")) {
         return svm_conf_error(conf, errp, "memory", "transport",
                               "'%s' is not one of tcp, rdma", s->transport);

@@ -34,7 +34,7 @@ typedef struct SvmVmSpec {
     char **servers;             /* memory server names; NULL = any (all of the rack) */
     char *transport;            /* "tcp" or "rdma" */
     bool prefetch;
-    unsigned service_nice;      /* nice increment of the pager's threads */
+    int service_nice;           /* nice increment of the pager's threads; -1: QEMU's default */
 
     char **disks;               /* extra disk images */
     char **networks;            /* libvirt network names */

@@ -200,7 +200,7 @@ static void test_spec_good(void)
     g_assert_cmpint(spec->type, ==, SVM_VIRT_QEMU);
     g_assert_cmpstr(spec->machine, ==, "pc");
     g_assert_false(spec->prefetch);
-    g_assert_cmpuint(spec->service_nice, ==, 0);
+    g_assert_cmpint(spec->service_nice, ==, 0);
     g_assert_cmpstr(spec->transport, ==, "tcp");
     g_assert_cmpuint(g_strv_length(spec->servers), ==, 2);
     g_autofree char *kernel = g_build_filename(tmpdir, "vmlinuz", NULL);
@@ -240,6 +240,10 @@ static void test_spec_good(void)
     g_autofree char *kvm = svm_domain_xml(&p);
     g_assert_nonnull(strstr(kvm, "<domain type='kvm'"));
     g_assert_nonnull(strstr(kvm, "<cpu mode='host-passthrough'/>"));
+    /* not given in the spec: QEMU's default applies, the XML does not say one */
+    spec->service_nice = -1;
+    g_autofree char *dflt = svm_domain_xml(&p);
+    g_assert_null(strstr(dflt, "service-nice"));
 
     g_autoptr(SvmVmInfo) info = svm_vm_info_parse(xml, &err);
     g_assert_no_error(err);
@@ -267,6 +271,7 @@ static void test_spec_any(void)
     g_assert_no_error(err);
     g_assert_null(spec->servers);
     g_assert_cmpint(spec->type, ==, SVM_VIRT_AUTO);
+    g_assert_cmpint(spec->service_nice, ==, -1);
     /* Only "far" has an rdma address. */
     g_autoptr(GPtrArray) servers = svm_vm_spec_servers(spec, rack, &err);
     g_assert_no_error(err);

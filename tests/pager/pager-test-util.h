@@ -9,7 +9,9 @@
 #include <glib.h>
 #include <stdint.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "splitvm/pager.h"
@@ -63,6 +65,24 @@ static inline void test_print_stats(SvmPager *p)
     g_autofree char *txt = svm_pager_stats_text(&st);
 
     g_test_message("pager stats:\n%s", txt);
+}
+
+/*
+ * The calling thread's nice value, or -1 (the test skipped) when it leaves
+ * less than `room` levels to nice the pager's threads by.
+ */
+static inline int test_nice_with_room(int room)
+{
+    int base;
+
+    errno = 0;
+    base = getpriority(PRIO_PROCESS, 0);
+    g_assert_cmpint(errno, ==, 0);
+    if (base + room > 19) {
+        g_test_skip("running at a nice value too high to lower further");
+        return -1;
+    }
+    return base;
 }
 
 /*
