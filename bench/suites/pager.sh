@@ -14,6 +14,8 @@ TOUCH_MIB=${SVM_BENCH_PAGER_TOUCH_MIB:-256}
 RAM_MIB=${SVM_BENCH_PAGER_RAM_MIB:-1024}
 WS_MIB=${SVM_BENCH_PAGER_WS_MIB:-$((RAM_MIB * 3 / 4))}
 POSTCOPY_RUNS=${SVM_BENCH_PAGER_POSTCOPY_RUNS:-2}
+# Alternating all-local / 25 % rounds of memscan alone for its goal.
+GOAL_ROUNDS=${SVM_BENCH_PAGER_GOAL_ROUNDS:-5}
 
 for f in "$FB" "$NB" "$MS"; do
     [ -x "$f" ] || { echo "pager: $f is not built (ninja -C $SVM_BUILD)" >&2; exit 1; }
@@ -273,9 +275,8 @@ for pct in $points; do
     tag=${pct/./_}pct
     what="budget $pct % of the $RAM_MIB MiB guest RAM ($WS_MIB MiB scanned)"
     [ "$pct" = 100 ] && what="$what: no eviction"
-    goal=-
-    [ "$pct" = 25 ] && goal="<=1.3"
-    pager_ratio "memscan_slowdown_$tag" "${scan[$pct]}" "$scan_local" "$goal" \
+    # one run per point draws the curve; the goal is judged on the rounds (3b)
+    pager_ratio "memscan_slowdown_$tag" "${scan[$pct]}" "$scan_local" - \
         "memscan time at $what / all-local (prefetch on)"
     pager_ratio "memrand_slowdown_$tag" "$rand_local" "${rand[$pct]}" - \
         "memrand ops/s all-local / at $what"
@@ -284,6 +285,49 @@ for pct in $points; do
         "$(bench_ratio "${rand_local:-0}" "${rand[$pct]:-0}")" >>"$curve"
 done
 bench_stop_all
+
+# ---------------------------------------------------------------------------
+# 3b. The goal point in alternating rounds: memscan alone, all-local then
+#     25 % budget, GOAL_ROUNDS times.  One run of each moves by 20-40 % with
+#     the load of the machine; a round's ratio pairs two runs a few seconds
+#     apart, and the median of the rounds is what the goal is judged on.
+# ---------------------------------------------------------------------------
+wl_scan="memscan --mib $WS_MIB --passes 2"
+budget=$((RAM_MIB / 4))
+rounds_dat=$pdata/rounds.dat
+echo "# round local_s splitvm_s ratio" >"$rounds_dat"
+bench_log "goal rounds: '$wl_scan', all-local vs. budget $budget MiB, $GOAL_ROUNDS rounds"
+for r in $(seq "$GOAL_ROUNDS"); do
+    bench_log "goal round $r of $GOAL_ROUNDS"
+    out=$(pagerbench workload --mode local --mem "${RAM_MIB}M" --run "$wl_scan")
+    l=$(bench_result "$out" memscan_seconds)
+    start_memservers
+    out=$(pagerbench workload --mode splitvm --mem "${RAM_MIB}M" --budget "${budget}M" \
+          --run "$wl_scan" $(remote_args))
+    bench_stop_all
+    sv=$(bench_result "$out" memscan_seconds)
+    if [ -z "$l" ] || [ -z "$sv" ]; then
+        bench_log "goal round $r: a run gave no memscan time (local '$l', splitvm '$sv')"
+        continue
+    fi
+    echo "metric memscan_seconds_local_round$r $l s"
+    echo "metric memscan_seconds_25pct_round$r $sv s"
+    v=$(bench_result "$out" vcpu_runq_wait_s)
+    [ -n "$v" ] && echo "metric vcpu_runq_wait_s_25pct_round$r $v s"
+    echo "$r $l $sv $(bench_ratio "$sv" "$l")" >>"$rounds_dat"
+done
+# median (and range) of the rounds' ratios
+read -r nr med lo hi < <(awk '!/^#/ { print $4 }' "$rounds_dat" | sort -g |
+    awk '{ v[NR] = $1 } END { if (NR == 0) { print 0; exit }
+          m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+          printf "%d %.3f %.3f %.3f\n", NR, m, v[1], v[NR] }')
+if [ "$nr" -gt 0 ]; then
+    echo "ratio memscan_slowdown_25pct_rounds $med <=1.3 memscan time at budget 25 %" \
+         "of the $RAM_MIB MiB guest RAM ($WS_MIB MiB scanned) / all-local run just" \
+         "before it: median of $nr alternating rounds (range $lo-$hi)"
+else
+    bench_log "goal rounds: no round gave both times"
+fi
 
 # ---------------------------------------------------------------------------
 # Plots: the slowdown curve and the guest-side fault stall CDFs.
@@ -302,7 +346,8 @@ set grid
 set key top right
 plot "$curve" using 1:2 with linespoints lw 2 pt 7 title "memscan (time)", \
      "$curve" using 1:3 with linespoints lw 2 pt 5 title "memrand (1/ops per s)", \
-     "+" using (25):(1.3) with points pt 2 ps 2 lc rgb "red" title "goal: memscan at 25 % <= 1.3x"
+     "$rounds_dat" using (25):4 with points pt 6 ps 1.5 lc rgb "dark-green" title "memscan at 25 %, alternating rounds", \
+     "+" using (25):(1.3) with points pt 2 ps 2 lc rgb "red" title "goal: memscan at 25 % <= 1.3x (median of the rounds)"
 EOF
 gnuplot <<EOF || bench_log "gnuplot failed (CPU plot)"
 set terminal pngcairo noenhanced size 900,550 font ",10"
