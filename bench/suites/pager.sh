@@ -300,11 +300,13 @@ bench_log "goal rounds: '$wl_scan', all-local vs. budget $budget MiB, $GOAL_ROUN
 for r in $(seq "$GOAL_ROUNDS"); do
     bench_log "goal round $r of $GOAL_ROUNDS"
     out=$(pagerbench workload --mode local --mem "${RAM_MIB}M" --run "$wl_scan")
+    grep '^metric pagerbench_failed' <<<"$out" || true
     l=$(bench_result "$out" memscan_seconds)
     start_memservers
     out=$(pagerbench workload --mode splitvm --mem "${RAM_MIB}M" --budget "${budget}M" \
           --run "$wl_scan" $(remote_args))
     bench_stop_all
+    grep '^metric pagerbench_failed' <<<"$out" || true
     sv=$(bench_result "$out" memscan_seconds)
     if [ -z "$l" ] || [ -z "$sv" ]; then
         bench_log "goal round $r: a run gave no memscan time (local '$l', splitvm '$sv')"
