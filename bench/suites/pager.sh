@@ -16,6 +16,10 @@ WS_MIB=${SVM_BENCH_PAGER_WS_MIB:-$((RAM_MIB * 3 / 4))}
 POSTCOPY_RUNS=${SVM_BENCH_PAGER_POSTCOPY_RUNS:-2}
 # Alternating all-local / 25 % rounds of memscan alone for its goal.
 GOAL_ROUNDS=${SVM_BENCH_PAGER_GOAL_ROUNDS:-5}
+[[ $GOAL_ROUNDS =~ ^[1-9][0-9]*$ ]] || {
+    echo "pager: SVM_BENCH_PAGER_GOAL_ROUNDS must be a positive integer, not '$GOAL_ROUNDS'" >&2
+    exit 1
+}
 
 for f in "$FB" "$NB" "$MS"; do
     [ -x "$f" ] || { echo "pager: $f is not built (ninja -C $SVM_BUILD)" >&2; exit 1; }
