@@ -673,15 +673,8 @@ static void reconnect(SvmMemClient *c)
 static void *completion_thread(void *opaque)
 {
     SvmMemClient *c = opaque;
-    static atomic_bool nice_refused;
-    int ret = svm_thread_lower_priority(c->thread_nice);
 
-    /* once: a sandbox that refuses it refuses it for every client */
-    if (ret < 0 && !atomic_exchange(&nice_refused, true)) {
-        g_warning("memclient %s (VM %s): cannot lower the completion thread's "
-                  "priority: %s", c->address, c->vm_id, g_strerror(-ret));
-    }
-
+    svm_thread_lower_priority(c->thread_nice, "memory client completion thread");
     pthread_mutex_lock(&c->lock);
     while (!c->closing) {
         if (c->done_head) {

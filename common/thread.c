@@ -10,17 +10,21 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <glib.h>
 
 #include "splitvm/thread.h"
 
-int svm_thread_lower_priority(int increment)
+int svm_thread_lower_priority(int increment, const char *who)
 {
+    static atomic_bool refusal_told;
     /* PRIO_PROCESS with a thread id: that thread only (Linux) */
     pid_t tid = (pid_t)syscall(SYS_gettid);
-    int nice;
+    int nice, err;
 
     if (increment < 0 || increment > SVM_THREAD_NICE_MAX) {
         return -EINVAL;
@@ -31,11 +35,25 @@ int svm_thread_lower_priority(int increment)
     errno = 0;
     nice = getpriority(PRIO_PROCESS, tid);
     if (nice == -1 && errno) {
-        return -errno;
+        err = errno;
+    } else {
+        nice += increment;
+        if (nice > SVM_THREAD_NICE_MAX) {
+            nice = SVM_THREAD_NICE_MAX;
+        }
+        if (setpriority(PRIO_PROCESS, tid, nice) == 0) {
+            return 0;
+        }
+        err = errno;
     }
-    nice += increment;
-    if (nice > SVM_THREAD_NICE_MAX) {
-        nice = SVM_THREAD_NICE_MAX;
+    /*
+     * It only costs the vCPUs some CPU time: go on, and say so once per
+     * process (QEMU's -sandbox resourcecontrol=deny, which libvirt sets,
+     * refuses it with EPERM for every thread).
+     */
+    if (!atomic_exchange(&refusal_told, true)) {
+        g_warning("%s: cannot lower its priority by %d: %s; splitvm's service "
+                  "threads keep their priority", who, increment, g_strerror(err));
     }
-    return setpriority(PRIO_PROCESS, tid, nice) < 0 ? -errno : 0;
+    return -err;
 }

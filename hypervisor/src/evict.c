@@ -311,7 +311,7 @@ static void *evict_thread(void *opaque)
     uint64_t victims[DROPBEHIND_BATCH];
     uint8_t states[DROPBEHIND_BATCH];
 
-    svm_service_thread_init(p, "evict");
+    svm_thread_lower_priority(p->service_nice, "pager evict thread");
     while (!atomic_load(&p->stopping)) {
         pthread_mutex_lock(&p->room_lock);
         while (!atomic_load(&p->stopping) && !p->evict_kicked &&

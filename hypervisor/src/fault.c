@@ -264,7 +264,7 @@ static void *fault_thread(void *opaque)
     SvmPager *p = t->pager;
     struct uffd_msg msgs[FAULT_MSGS];
 
-    svm_service_thread_init(p, "fault");
+    svm_thread_lower_priority(p->service_nice, "pager fault thread");
     while (!atomic_load(&p->stopping)) {
         struct epoll_event ev;
         ssize_t n;

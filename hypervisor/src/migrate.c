@@ -437,7 +437,7 @@ static void *warm_thread(void *opaque)
     unsigned n = 0;
     bool full = false, go = true;
 
-    svm_service_thread_init(p, "warm-up");
+    svm_thread_lower_priority(p->service_nice, "pager warm-up thread");
     for (uint64_t i = 0; i < p->npages && go; i++) {
         if (p->warm_bits[i / 8] & (1u << (i % 8))) {
             pages[n++] = i;

@@ -64,7 +64,6 @@ struct SvmPager {
     uint64_t size, npages;
     bool prefetch;
     int service_nice;           /* nice increment of every thread it starts */
-    atomic_bool nice_refused;   /* setting it failed (logged once) */
     void (*event_cb)(void *opaque, const SvmPagerEvent *ev);
     void *event_opaque;
     pthread_mutex_t event_lock;
@@ -174,8 +173,6 @@ SVM_LOCAL void svm_pager_release(SvmPager *p, uint64_t page, uint8_t state);
 /* Same, and wake the page in any case: its own fault was not resolved by a
  * COPY/CONTINUE that woke it (one UFFDIO_WAKE covers the waiters too). */
 SVM_LOCAL void svm_pager_release_wake(SvmPager *p, uint64_t page, uint8_t state);
-/* First call of every pager thread: applies service_nice. */
-SVM_LOCAL void svm_service_thread_init(SvmPager *p, const char *role);
 SVM_LOCAL void svm_pager_log(SvmPager *p, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

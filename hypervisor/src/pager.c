@@ -391,22 +391,6 @@ void svm_api_exit(SvmPager *p)
     atomic_fetch_sub(&p->api_calls, 1);
 }
 
-void svm_service_thread_init(SvmPager *p, const char *role)
-{
-    int ret = svm_thread_lower_priority(p->service_nice);
-
-    /*
-     * It only costs the vCPUs some CPU time: go on, and say so once (QEMU's
-     * -sandbox resourcecontrol=deny, which libvirt sets, refuses it with
-     * EPERM for every thread).
-     */
-    if (ret < 0 && !atomic_exchange(&p->nice_refused, true)) {
-        svm_pager_log(p, "%s thread: cannot lower its priority by %d: %s; "
-                      "the pager's threads keep their priority", role,
-                      p->service_nice, strerror(-ret));
-    }
-}
-
 void svm_pager_stop(SvmPager *p)
 {
     if (!p) {

@@ -43,7 +43,7 @@ static void *retry_thread(void *opaque)
     uint64_t *work = NULL;
     size_t nwork = 0;
 
-    svm_service_thread_init(p, "retry");
+    svm_thread_lower_priority(p->service_nice, "pager retry thread");
     pthread_mutex_lock(&l->lock);
     while (!atomic_load(&p->stopping)) {
         size_t keep = 0;

@@ -12,8 +12,10 @@
 /*
  * Lower the calling thread's priority by `increment` nice levels
  * (0..SVM_THREAD_NICE_MAX; the result is capped at 19; 0 does nothing).
- * On Linux nice is per thread, so only the caller is affected.  0 or -errno.
+ * On Linux nice is per thread, so only the caller is affected.  0 or
+ * -errno; the first refusal by the kernel in a process is logged (a
+ * warning naming `who`), the thread then runs on at its priority.
  */
-int svm_thread_lower_priority(int increment);
+int svm_thread_lower_priority(int increment, const char *who);
 
 #endif
